@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Run every benchmark; each prints its figures and ratios against a baseline run in the same session.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+  else
+    echo "bench: wrk is missing; install it with: sudo apt-get install wrk" >&2
+    exit 1
+  fi
+fi
+bash scripts/venv.sh dev,bench .venv-bench
+export PATH="$PWD/.venv-bench/bin:$PATH"
+status=0
+for bench in benchmarks/bench_*.py; do
+  python "$bench" || status=1
+done
+exit $status

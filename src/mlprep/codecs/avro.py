@@ -1,0 +1,98 @@
+"""Avro: object container files (the writer schema travels in the file) and schemaless records
+written one after another (the schema comes from ``--avro-schema`` / ``AVRO_SCHEMA_PATH``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import fastavro
+import orjson
+
+from mlprep.codecs.base import CHUNK_RECORDS, tell
+from mlprep.errors import InputFormatError
+from mlprep.process import DECODE, Chunk, Failure
+
+MAGIC = b"Obj\x01"
+
+
+def load_schema(path: str | Path) -> Any:
+    """Parse an ``.avsc`` file, with errors that name the file."""
+    path = Path(path)
+    try:
+        return fastavro.parse_schema(orjson.loads(path.read_bytes()))
+    except FileNotFoundError:
+        raise InputFormatError(f"Avro schema file not found: {path}")
+    except orjson.JSONDecodeError as exc:
+        raise InputFormatError(f"Avro schema {path} is not valid JSON: {exc}")
+    except Exception as exc:  # fastavro's SchemaParseException and friends
+        raise InputFormatError(f"Avro schema {path} is not a valid Avro schema: {exc}")
+
+
+class AvroCodec:
+    name = "avro"
+
+    def __init__(self, schema_path: str | Path | None = None) -> None:
+        self.schema_path = schema_path
+        self._schema = load_schema(schema_path) if schema_path else None
+
+    def chunks(self, stream: BinaryIO, source: str) -> Iterator[Chunk]:
+        if _peek(stream, 4) == MAGIC:
+            return self._container(stream, source)
+        if self._schema is None:
+            raise InputFormatError(
+                f"{source}: not an Avro object container file (no 'Obj\\x01' header); for schemaless "
+                "Avro pass --avro-schema PATH (env AVRO_SCHEMA_PATH)"
+            )
+        return self._schemaless(stream, source)
+
+    def _container(self, stream: BinaryIO, source: str) -> Iterator[Chunk]:
+        records: list[Any] = []
+        first = 1
+        try:
+            for record in fastavro.reader(stream):
+                records.append(record)
+                if len(records) >= CHUNK_RECORDS:
+                    yield Chunk(source, "record", first, records=records, offset=tell(stream))
+                    first += len(records)
+                    records = []
+        except Exception as exc:
+            yield _fatal(source, first, records, exc, stream)
+            return
+        yield Chunk(source, "record", first, records=records, idle=True, offset=tell(stream))
+
+    def _schemaless(self, stream: BinaryIO, source: str) -> Iterator[Chunk]:
+        schema = self._schema
+        records: list[Any] = []
+        first = 1
+        reader = fastavro.schemaless_reader
+        while True:
+            ahead = _peek(stream, 1)
+            if not ahead:
+                break
+            try:
+                records.append(reader(stream, schema))
+            except Exception as exc:
+                yield _fatal(source, first, records, exc, stream)
+                return
+            if len(records) >= CHUNK_RECORDS:
+                yield Chunk(source, "record", first, records=records, offset=tell(stream))
+                first += len(records)
+                records = []
+        yield Chunk(source, "record", first, records=records, idle=True, offset=tell(stream))
+
+
+def _fatal(source: str, first: int, records: list[Any], exc: Exception, stream: BinaryIO) -> Chunk:
+    position = first + len(records)
+    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    message = f"Avro decode error at byte {tell(stream)}: {reason}; the rest of this input is not read"
+    failure = Failure(source, "record", position, DECODE, message, None)
+    return Chunk(source, "record", first, records=records, fatal=failure, idle=True)
+
+
+def _peek(stream: BinaryIO, size: int) -> bytes:
+    peek = getattr(stream, "peek", None)
+    if peek is None:
+        raise InputFormatError("Avro input needs a buffered binary stream")
+    return peek(size)[:size]

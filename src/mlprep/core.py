@@ -1,0 +1,88 @@
+"""The one place where the user's preprocessing is applied; batch, REST and Kafka all call it."""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import Any
+
+from mlprep import loader
+from mlprep.loader import LoadedPreprocessing
+
+CUTOUT_FIELDS = ("cutoutScience", "cutoutTemplate", "cutoutDifference")
+
+
+class Preprocessor:
+    """Applies ``pre_processing`` (or ``pre_processing_batch``) to lists of records.
+
+    ``apply`` never raises for a bad record: it returns one output per input (``None`` where the
+    record failed) and the exceptions by index, so every front end can report and go on.
+    """
+
+    def __init__(self, loaded: LoadedPreprocessing, skip_cutouts: bool = False) -> None:
+        self.loaded = loaded
+        self.skip_cutouts = skip_cutouts
+        self._function = loaded.function
+        self._batch_function = loaded.batch_function
+
+    @classmethod
+    def load(cls, location: str | Path, skip_cutouts: bool = False) -> Preprocessor:
+        """Import the preprocessing at ``location`` (folder or .py file)."""
+        return cls(loader.load(location), skip_cutouts=skip_cutouts)
+
+    @property
+    def path(self) -> Path:
+        return self.loaded.path
+
+    def apply(self, records: list[Any]) -> tuple[list[Any], dict[int, BaseException]]:
+        """Outputs aligned with ``records`` and the exception of each record that failed."""
+        if self.skip_cutouts:
+            for record in records:
+                if type(record) is dict:
+                    for name in CUTOUT_FIELDS:
+                        record.pop(name, None)
+        if self._batch_function is not None and records:
+            try:
+                return _check_batch_output(self._batch_function(records), len(records)), {}
+            except Exception:  # noqa: S110 - fall back to one record at a time to find the culprit
+                pass
+        function = self._function
+        outputs: list[Any] = []
+        failures: dict[int, BaseException] = {}
+        append = outputs.append
+        for index, record in enumerate(records):
+            try:
+                append(function(record))
+            except Exception as exc:
+                append(None)
+                failures[index] = exc
+        return outputs, failures
+
+    def apply_one(self, record: Any) -> Any:
+        """Apply to one record; raises what ``pre_processing`` raises."""
+        outputs, failures = self.apply([record])
+        if failures:
+            raise failures[0]
+        return outputs[0]
+
+
+def _check_batch_output(result: Any, expected: int) -> list[Any]:
+    if type(result).__name__ == "DataFrame":
+        result = result.to_dict(orient="records")
+    result = list(result)
+    if len(result) != expected:
+        raise ValueError(
+            f"pre_processing_batch returned {len(result)} results for {expected} records; "
+            "it must return one result (dict, list or None) per input record"
+        )
+    return result
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``KeyError: 'x' (preprocessing.py:12 in pre_processing)``: the error and where in user code."""
+    text = f"{type(exc).__name__}: {exc}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        text += f" ({Path(last.filename).name}:{last.lineno} in {last.name})"
+    return text

@@ -1,0 +1,142 @@
+"""Turn one chunk of input (raw JSONL lines or decoded records) into JSONL output and failures.
+
+This runs in the main process or in worker processes (``--workers``): everything it takes and
+returns pickles cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from mlprep.core import Preprocessor, describe_exception
+from mlprep.serialization import dumps
+
+DECODE, PREPROCESS, SERIALIZE = "decode", "preprocess", "serialize"
+
+
+@dataclass(slots=True)
+class Failure:
+    """One bad record: where it was, at which stage it failed, why, and its raw input."""
+
+    source: str
+    unit: str  # "line" or "record"
+    position: int
+    stage: str
+    message: str
+    raw: bytes | None = None
+
+    def where(self) -> str:
+        return f"{self.source}: {self.unit} {self.position}"
+
+
+@dataclass(slots=True)
+class Chunk:
+    """A slice of one input: JSONL ``lines`` (decoded where processed) or decoded ``records``."""
+
+    source: str
+    unit: str
+    first: int
+    lines: list[bytes] | None = None
+    records: list[Any] | None = None
+    fatal: Failure | None = None  # the input cannot be read past this chunk
+    idle: bool = False  # the input had nothing more at once: flush output after this chunk
+    offset: int = 0  # bytes of the input consumed (progress)
+
+
+@dataclass(slots=True)
+class ChunkResult:
+    output: bytes
+    n_in: int
+    n_out: int
+    failures: list[Failure] = field(default_factory=list)
+
+
+def process_chunk(pre: Preprocessor, chunk: Chunk, fail_fast: bool = False) -> ChunkResult:
+    """Decode, apply and serialise a chunk; with ``fail_fast`` stop at the first bad record."""
+    failures: list[Failure] = []
+    positions: list[int] | None = None
+    if chunk.lines is not None:
+        try:
+            records = [orjson.loads(line) for line in chunk.lines]
+        except orjson.JSONDecodeError:
+            records, positions = _decode_lines(chunk, failures, fail_fast)
+    else:
+        records = chunk.records or []
+    n_in = len(records) + len(failures)
+    outputs, errors = pre.apply(records)
+
+    def failure(index: int, stage: str, message: str) -> Failure:
+        position = positions[index] if positions is not None else chunk.first + index
+        raw = chunk.lines[position - chunk.first] if chunk.lines is not None else _raw_record(records[index])
+        return Failure(chunk.source, chunk.unit, position, stage, message, raw)
+
+    parts: list[bytes] = []
+    append = parts.append
+    for index, value in enumerate(outputs):
+        if errors and index in errors:
+            failures.append(failure(index, PREPROCESS, f"pre_processing raised {describe_exception(errors[index])}"))
+            if fail_fast:
+                break
+            continue
+        if value is None:
+            continue
+        try:
+            if type(value) is dict:
+                append(dumps(value))
+            else:
+                parts.extend(_serialise_many(value))
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            failures.append(failure(index, SERIALIZE, f"output cannot be serialised to JSON: {exc}"))
+            if fail_fast:
+                break
+    if len(failures) > 1:
+        failures.sort(key=lambda f: f.position)
+    if fail_fast and failures:  # the first bad record ends the run: count what came before it
+        failures = failures[:1]
+        stop = failures[0].position
+        n_in = 1 + sum(1 for p in (positions or range(chunk.first, chunk.first + len(records))) if p < stop)
+    output = b"\n".join(parts) + b"\n" if parts else b""
+    return ChunkResult(output, n_in, len(parts), failures)
+
+
+def _decode_lines(chunk: Chunk, failures: list[Failure], fail_fast: bool) -> tuple[list[Any], list[int]]:
+    """The slow path, taken only for chunks with blank or invalid lines."""
+    records: list[Any] = []
+    positions: list[int] = []
+    assert chunk.lines is not None
+    for offset, line in enumerate(chunk.lines):
+        position = chunk.first + offset
+        try:
+            records.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            if not line.strip():
+                continue
+            failures.append(
+                Failure(
+                    chunk.source, chunk.unit, position, DECODE, f"invalid JSON at column {exc.colno}: {exc.msg}", line
+                )
+            )
+            if fail_fast:
+                break
+            continue
+        positions.append(position)
+    return records, positions
+
+
+def _serialise_many(value: Any) -> list[bytes]:
+    """A list (or DataFrame) returned by pre_processing: one output line per element."""
+    if type(value).__name__ == "DataFrame":
+        value = value.to_dict(orient="records")
+    if isinstance(value, list | tuple):
+        return [dumps(item) for item in value if item is not None]
+    return [dumps(value)]
+
+
+def _raw_record(record: Any) -> bytes | None:
+    try:
+        return dumps(record)
+    except (TypeError, orjson.JSONEncodeError):
+        return repr(record).encode()

@@ -1,0 +1,64 @@
+"""JSON output that never crashes on what pandas/numpy code returns, and stays valid JSON.
+
+orjson already writes NaN/inf as null and handles numpy arrays and scalars (OPT_SERIALIZE_NUMPY),
+datetimes, UUIDs and dataclasses; ``_default`` covers the rest without importing numpy or pandas.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import math
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any
+
+import orjson
+
+OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+_NULL_TYPES = frozenset({"NAType", "NaTType"})
+
+
+def _default(obj: Any) -> Any:
+    """Convert what orjson does not know natively; raise TypeError for the truly unknown."""
+    if isinstance(obj, Decimal):
+        return orjson.Fragment(str(obj)) if obj.is_finite() else None
+    if isinstance(obj, bytes | bytearray | memoryview):
+        return base64.b64encode(obj).decode("ascii")
+    name = type(obj).__name__
+    if name in _NULL_TYPES:  # pandas.NA, pandas.NaT
+        return None
+    if name == "DataFrame":
+        return obj.to_dict(orient="records")
+    if name == "Series":
+        return obj.tolist() if _is_range_index(obj) else obj.to_dict()
+    if isinstance(obj, _dt.datetime | _dt.date | _dt.time):  # subclasses such as pandas.Timestamp
+        return obj.isoformat()
+    if isinstance(obj, _dt.timedelta) or name == "Timedelta":
+        return obj.total_seconds()
+    if hasattr(obj, "tolist"):  # numpy arrays orjson refuses (object dtype, float16...) and numpy scalars
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    raise TypeError(f"cannot serialise {type(obj).__module__}.{name} to JSON")
+
+
+def _is_range_index(series: Any) -> bool:
+    return type(series.index).__name__ == "RangeIndex"
+
+
+def dumps(obj: Any, _dumps: Callable[..., bytes] = orjson.dumps) -> bytes:
+    """Serialise one value to compact JSON bytes."""
+    return _dumps(obj, default=_default, option=OPTIONS)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """A value made only of JSON types (for error reports and dead letters)."""
+    return orjson.loads(dumps(obj))

@@ -1,0 +1,36 @@
+"""One typed settings object, read from environment variables named as the users know them."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Environment variables (case-insensitive) of the runner, the REST API and the batch mode."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    preprocessing_dir: str = Field("preprocessing", description="Folder or .py file with pre_processing")
+    avro_schema_path: str | None = Field(None, description="Schema for schemaless Avro input")
+    skip_cutouts: bool = Field(False, description="Drop cutoutScience/Template/Difference before pre_processing")
+
+    api_host: str = "0.0.0.0"  # noqa: S104 - a container must listen on every interface
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_workers: int = Field(1, ge=1)
+    api_access_log: bool = False
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1)
+
+    # Provenance, baked into the image at build time (or set by hand).
+    mlflow_run_id: str | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+    preprocessing_type: str | None = None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()

@@ -1,0 +1,115 @@
+"""Shared helpers: write a user's preprocessing folder, run the real CLI, start the real server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MLPREP = [sys.executable, "-m", "mlprep"]
+
+
+def write_files(folder: Path, files: dict[str, str]) -> Path:
+    """Write ``{relative path: source}`` under ``folder`` (dedented) and return the folder."""
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return folder
+
+
+@pytest.fixture
+def make_preprocessing(tmp_path: Path):
+    """``make_preprocessing(code, **siblings)`` writes preprocessing.py (+ siblings) in a new folder."""
+    counter = iter(range(1000))
+
+    def make(code: str, extra: dict[str, str] | None = None) -> Path:
+        folder = tmp_path / f"pp{next(counter)}"
+        return write_files(folder, {"preprocessing.py": code, **(extra or {})})
+
+    return make
+
+
+IDENTITY = "def pre_processing(data):\n    return data\n"
+
+
+def run_cli(
+    *args: str,
+    stdin: bytes | None = b"",
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``python -m mlprep ARGS`` as a user would."""
+    return subprocess.run(
+        [*MLPREP, *args],
+        input=stdin,
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A real ``mlprep serve`` process on a loopback port."""
+
+    def __init__(self, preprocessing: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = preprocessing.parent / f"server-{self.port}.log"
+        full_env = {
+            **os.environ,
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(self.port),
+            "PREPROCESSING_DIR": str(preprocessing),
+            **(env or {}),
+        }
+        self.process = subprocess.Popen(
+            [*MLPREP, "serve"], env=full_env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT
+        )
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()}")
+            try:
+                if self.client.get("/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        self.client.close()
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def serve() -> Iterator:
+    servers: list[Server] = []
+
+    def start(preprocessing: Path, env: dict[str, str] | None = None) -> Server:
+        server = Server(preprocessing, env)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
