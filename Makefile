@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-LINTED := src tests benchmarks runner examples scripts
+LINTED := src tests benchmarks runner examples scripts build_scripts setup_mlflow_local.py
 
 .PHONY: venv test lint demo bench clean
 

@@ -7,7 +7,9 @@ from common import IDENTITY, WORK, best_time, mlprep, python_snippet, report
 
 RECORDS = 200_000
 SCHEMA = {
-    "type": "record", "name": "Candidate", "fields": [
+    "type": "record",
+    "name": "Candidate",
+    "fields": [
         {"name": "objectId", "type": "string"},
         {"name": "candid", "type": "long"},
         {"name": "jd", "type": "double"},
@@ -40,9 +42,21 @@ with open(sys.argv[1], "rb") as handle:
 
 def main() -> bool:
     path = WORK / "alerts.avro"
-    records = ({"objectId": f"ZTF21{i:07d}", "candid": 10**15 + i, "jd": 2459000.5 + i / 1e4, "fid": 1 + i % 2,
-                "magpsf": 18.0 + (i % 50) / 10, "sigmapsf": 0.05, "ra": 150.0 + i / 1e5, "dec": 2.2,
-                "isdiffpos": "t", "ndethist": i % 30} for i in range(RECORDS))
+    records = (
+        {
+            "objectId": f"ZTF21{i:07d}",
+            "candid": 10**15 + i,
+            "jd": 2459000.5 + i / 1e4,
+            "fid": 1 + i % 2,
+            "magpsf": 18.0 + (i % 50) / 10,
+            "sigmapsf": 0.05,
+            "ra": 150.0 + i / 1e5,
+            "dec": 2.2,
+            "isdiffpos": "t",
+            "ndethist": i % 30,
+        }
+        for i in range(RECORDS)
+    )
     with path.open("wb") as handle:
         fastavro.writer(handle, fastavro.parse_schema(SCHEMA), records)
     floor = best_time([*python_snippet(FLOOR), str(path)])
@@ -50,9 +64,14 @@ def main() -> bool:
     ours = best_time(mlprep("run", "-p", str(IDENTITY), str(path)))
     return report(
         f"Avro container -> JSONL, {RECORDS:,} records, identity pre_processing",
-        [("fastavro + orjson (floor)", RECORDS / floor), ("avro package + json", RECORDS / slow),
-         ("mlprep run", RECORDS / ours)],
-        "records/s", "fastavro + orjson (floor)", {"mlprep run": 0.7},
+        [
+            ("fastavro + orjson (floor)", RECORDS / floor),
+            ("avro package + json", RECORDS / slow),
+            ("mlprep run", RECORDS / ours),
+        ],
+        "records/s",
+        "fastavro + orjson (floor)",
+        {"mlprep run": 0.7},
     )
 
 

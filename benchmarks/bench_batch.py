@@ -34,8 +34,14 @@ def pre_processing(data):  # about 50 microseconds of pure Python per record
 def make_input(path, count):
     with path.open("wb") as handle:
         for i in range(count):
-            record = {"id": i, "name": f"customer-{i}", "value": i * 0.25, "active": i % 2 == 0,
-                      "tags": ["a", "b"], "address": {"city": "Paris", "zip": "75001"}}
+            record = {
+                "id": i,
+                "name": f"customer-{i}",
+                "value": i * 0.25,
+                "active": i % 2 == 0,
+                "tags": ["a", "b"],
+                "address": {"city": "Paris", "zip": "75001"},
+            }
             handle.write(orjson.dumps(record) + b"\n")
 
 
@@ -47,10 +53,14 @@ def main() -> bool:
     ours = best_time(mlprep("run", "-p", str(IDENTITY), str(source)))
     ok = report(
         f"Batch JSONL, {RECORDS:,} records, identity pre_processing, one process",
-        [("floor (orjson loads+dumps per line)", RECORDS / floor),
-         ("naive loop (json.loads + print(json.dumps))", RECORDS / naive),
-         ("mlprep run", RECORDS / ours)],
-        "records/s", "floor (orjson loads+dumps per line)", {"mlprep run": 0.8},
+        [
+            ("floor (orjson loads+dumps per line)", RECORDS / floor),
+            ("naive loop (json.loads + print(json.dumps))", RECORDS / naive),
+            ("mlprep run", RECORDS / ours),
+        ],
+        "records/s",
+        "floor (orjson loads+dumps per line)",
+        {"mlprep run": 0.8},
     )
     print(f"  mlprep run vs naive loop: {naive / ours:.2f}x (target >= 1.8x)")
     ok &= naive / ours >= 1.8
@@ -64,7 +74,9 @@ def main() -> bool:
     ok &= report(
         f"CPU-heavy pre_processing (~50 us/record), {HEAVY_RECORDS:,} records",
         [("--workers 1", HEAVY_RECORDS / one), ("--workers 2", HEAVY_RECORDS / two)],
-        "records/s", "--workers 1", {"--workers 2": 1.6},
+        "records/s",
+        "--workers 1",
+        {"--workers 2": 1.6},
     )
     print(f"  per record with one worker: {one / HEAVY_RECORDS * 1e6:.0f} us")
     return ok

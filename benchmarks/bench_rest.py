@@ -20,8 +20,14 @@ from common import IDENTITY, PYTHON, WORK, report
 
 DURATION = os.environ.get("MLPREP_BENCH_DURATION", "8s")
 CONNECTIONS = "16"
-RECORD = {"customer_id": "C0001", "tenure_months": 12, "monthly_charges": 70.35, "contract": "month_to_month",
-          "payment_method": "electronic_check", "support_calls": 2}
+RECORD = {
+    "customer_id": "C0001",
+    "tenure_months": 12,
+    "monthly_charges": 70.35,
+    "contract": "month_to_month",
+    "payment_method": "electronic_check",
+    "support_calls": 2,
+}
 
 
 def free_port() -> int:
@@ -50,14 +56,17 @@ def wrk(url: str, body: dict) -> float:
     script = WORK / "post.lua"
     payload = json.dumps(body)
     script.write_text(
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = {json.dumps(payload)}\n"
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {json.dumps(payload)}\n'
     )
     check = httpx.post(url, content=payload, headers={"Content-Type": "application/json"}, timeout=30)
     if check.status_code != 200:
         raise SystemExit(f"{url} answered {check.status_code}: {check.text[:300]}")
-    result = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION}", "-s", str(script), url],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION}", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     if "Non-2xx" in result.stdout:
         raise SystemExit(f"errors under load on {url}:\n{result.stdout}")
     return float(re.search(r"Requests/sec:\s+([\d.]+)", result.stdout).group(1))
@@ -76,9 +85,27 @@ def start_mlflow_identity() -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     process = subprocess.Popen(
-        [PYTHON, "-m", "mlflow", "models", "serve", "-m", str(path), "--env-manager", "local", "--host",
-         "127.0.0.1", "-p", str(port), "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            PYTHON,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            str(path),
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     return process, f"http://127.0.0.1:{port}"
 
@@ -86,8 +113,13 @@ def start_mlflow_identity() -> tuple[subprocess.Popen, str]:
 def start_mlprep() -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "PREPROCESSING_DIR": str(IDENTITY), "API_HOST": "127.0.0.1", "API_PORT": str(port)}
-    process = subprocess.Popen([PYTHON, "-m", "mlprep", "serve"], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [PYTHON, "-m", "mlprep", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     return process, f"http://127.0.0.1:{port}"
 
 
@@ -112,13 +144,20 @@ def main() -> bool:
     finally:
         stop(ours)
         stop(theirs)
-    ok = report("REST, single record per request (wrk, 16 connections, one server worker)",
-                [("mlflow models serve /invocations", mlflow_single), ("mlprep /preprocess", mlprep_single)],
-                "req/s", "mlflow models serve /invocations", {"mlprep /preprocess": 2.0})
-    ok &= report("REST, batches of 100 records",
-                 [("mlflow models serve /invocations", mlflow_batch * 100),
-                  ("mlprep /preprocess/batch", mlprep_batch * 100)],
-                 "records/s", "mlflow models serve /invocations", {"mlprep /preprocess/batch": 2.0})
+    ok = report(
+        "REST, single record per request (wrk, 16 connections, one server worker)",
+        [("mlflow models serve /invocations", mlflow_single), ("mlprep /preprocess", mlprep_single)],
+        "req/s",
+        "mlflow models serve /invocations",
+        {"mlprep /preprocess": 2.0},
+    )
+    ok &= report(
+        "REST, batches of 100 records",
+        [("mlflow models serve /invocations", mlflow_batch * 100), ("mlprep /preprocess/batch", mlprep_batch * 100)],
+        "records/s",
+        "mlflow models serve /invocations",
+        {"mlprep /preprocess/batch": 2.0},
+    )
     return ok
 
 

@@ -20,7 +20,7 @@ def best_time(command: list[str], stdin: Path | None = None, repeat: int = 3) ->
     """Best wall time of ``command`` over ``repeat`` runs, output to /dev/null; fails loudly."""
     best = float("inf")
     for _ in range(repeat):
-        with open(os.devnull, "wb") as sink, (open(stdin, "rb") if stdin else open(os.devnull, "rb")) as source:
+        with open(os.devnull, "wb") as sink, open(stdin, "rb") if stdin else open(os.devnull, "rb") as source:
             begin = time.perf_counter()
             result = subprocess.run(command, stdin=source, stdout=sink, stderr=subprocess.PIPE, check=False)
             elapsed = time.perf_counter() - begin

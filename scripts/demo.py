@@ -1,10 +1,16 @@
-"""The main job on embedded defaults: the example preprocessing over the shipped sample data,
-in batch mode (JSONL, JSON, Avro) and through the REST API. Prints what it does."""
+"""The main job on embedded defaults, printing what it does:
+1. the example preprocessing over the shipped sample data in batch mode (JSONL, JSON, Avro) and
+   through the REST API;
+2. from MLflow to predictions: the example run in a local MLflow store (.demo/mlflow.db), its
+   preprocessing fetched and applied to the sample data; and when a Docker engine answers, the
+   image built from the run and the sample data preprocessed in a container.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,10 +31,12 @@ def step(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def batch(*args: str) -> None:
-    print("$ mlprep run " + " ".join(args), flush=True)
-    result = subprocess.run([*MLPREP, "run", "-p", str(EXAMPLE), *args], capture_output=True, text=True, check=False)
-    for line in result.stdout.splitlines()[:3]:
+def batch(*args: str, preprocessing: Path = EXAMPLE) -> None:
+    print(f"$ mlprep run -p {preprocessing.relative_to(ROOT)} " + " ".join(args), flush=True)
+    result = subprocess.run(
+        [*MLPREP, "run", "-p", str(preprocessing), *args], capture_output=True, text=True, check=False
+    )
+    for line in result.stdout.splitlines()[:2]:
         print("  " + line)
     print("  " + result.stderr.strip().splitlines()[-1])
     if result.returncode != 0:
@@ -75,6 +83,62 @@ def serve_and_call() -> None:
         server.wait(timeout=10)
 
 
+def mlflow_to_container() -> None:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{WORK}/mlflow.db"}
+    step("MLflow: the example run (experiment preprocessing-runs, local store .demo/mlflow.db)")
+    created = subprocess.run(
+        [sys.executable, str(ROOT / "setup_mlflow_local.py")],
+        cwd=WORK,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = created.stdout.strip().splitlines()
+    run_id = lines[-1]
+    print(f"  {lines[-2]}\n  run id: {run_id}")
+    step("Fetch the run's preprocessing and apply it to the sample data")
+    fetched = WORK / "fetched"
+    shutil.rmtree(fetched, ignore_errors=True)
+    subprocess.run([*MLPREP, "fetch", run_id, str(fetched)], cwd=WORK, env=env, check=True)
+    batch(str(DATA / "sample.jsonl"), preprocessing=fetched)
+    step("Docker: build the image named from the run's tags and run it")
+    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
+        print("  no Docker engine answers: image build skipped (start dockerd and run make demo again)")
+        return
+    env["MLPREP_BASE_IMAGE"] = base_image(env)
+    built = subprocess.run(
+        [str(ROOT / "build.sh"), run_id], cwd=WORK, env=env, capture_output=True, text=True, check=False
+    )
+    if built.returncode != 0:
+        raise SystemExit(f"demo failed: build.sh exited {built.returncode}:\n{built.stderr[-3000:]}")
+    image = built.stdout.strip().splitlines()[-1]
+    print(f"  $ ./build.sh {run_id}\n  {built.stderr.strip().splitlines()[-1]}")
+    print(f"  $ docker run -i --network host {image} < examples/data/sample.jsonl")
+    with (DATA / "sample.jsonl").open("rb") as source:
+        ran = subprocess.run(
+            ["docker", "run", "-i", "--rm", "--network", "host", image],
+            stdin=source,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    for line in ran.stdout.splitlines()[:2]:
+        print("  " + line)
+    print("  " + ran.stderr.strip().splitlines()[-1])
+
+
+def base_image(env: dict[str, str]) -> str:
+    """MLPREP_BASE_IMAGE, else the local registry-free base image (built once), else python:3.11-slim."""
+    if env.get("MLPREP_BASE_IMAGE"):
+        return env["MLPREP_BASE_IMAGE"]
+    made = subprocess.run([*MLPREP, "base-image"], capture_output=True, text=True, check=False)
+    if made.returncode == 0:
+        return made.stdout.strip()
+    print(f"  no local base image ({made.stderr.strip().splitlines()[-1]}): using python:3.11-slim")
+    return "python:3.11-slim"
+
+
 def main() -> None:
     WORK.mkdir(exist_ok=True)
     step("Batch mode: JSONL, JSON and Avro in, JSONL out")
@@ -83,6 +147,7 @@ def main() -> None:
     batch(str(make_avro()))
     step("REST API")
     serve_and_call()
+    mlflow_to_container()
     print("\nDemo done. Outputs and logs are in .demo/")
 
 

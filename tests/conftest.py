@@ -113,3 +113,29 @@ def serve() -> Iterator:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server():
+    """A real MLflow tracking server for the session."""
+    from infra import MlflowServer
+
+    server = MlflowServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def example_run(mlflow_server) -> str:
+    """The run id of setup_mlflow_local.py (model name ``testmodel``, version v1)."""
+    from infra import create_example_run
+
+    return create_example_run(mlflow_server, "testmodel")
+
+
+@pytest.fixture(scope="session")
+def base_image() -> str:
+    """The local base image tag (Docker engine started and image built if needed)."""
+    from infra import ensure_base_image
+
+    return ensure_base_image()

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     api_access_log: bool = False
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1)
 
+    # Image builds: the default --base-image (e.g. a local `mlprep base-image` for air-gapped hosts).
+    mlprep_base_image: str | None = None
+
     # Provenance, baked into the image at build time (or set by hand).
     mlflow_run_id: str | None = None
     model_name: str | None = None

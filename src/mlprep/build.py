@@ -1,0 +1,345 @@
+"""Build Docker images from MLflow: the preprocessing image of a run, and the model image.
+
+The build context is assembled in a temporary folder from the project's ``docker/`` files, the
+``mlprep`` package and the code fetched from the run; ``docker build --network host`` streams its log.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlprep
+from mlprep import docker_cli
+from mlprep.docker_cli import Log
+from mlprep.errors import MlprepError
+from mlprep.fetch import fetch, tracking_uri
+from mlprep.loader import ENTRY_FILE
+from mlprep.naming import (
+    AUTO,
+    ValidationError,
+    auto_image_name,
+    check_image_name,
+    check_image_reference,
+    check_run_id,
+    check_tag,
+    sanitize_component,
+    without_credentials,
+)
+
+PYTHON_VERSION = re.compile(r"^3\.\d{1,2}$")
+MODEL_SOURCE = re.compile(r"^(models:/[A-Za-z0-9_.@/ -]+|runs:/[A-Za-z0-9_-]+/[A-Za-z0-9_./-]+|m-[0-9a-f]{32})$")
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def project_root() -> Path:
+    """The checkout holding docker/ (building images needs the project's files, not only the package)."""
+    root = Path(mlprep.__file__).resolve().parents[2]
+    if not (root / "docker" / "Dockerfile").is_file():
+        raise MlprepError(
+            f"docker/Dockerfile not found under {root}: build images from a checkout of "
+            "mlflow-preprocessing-runner (pip install -e .)"
+        )
+    return root
+
+
+def dockerfiles() -> dict[str, Path]:
+    """The project's own Dockerfiles by name (what the build API may choose from)."""
+    folder = project_root() / "docker"
+    return {p.name: p for p in sorted(folder.iterdir()) if p.is_file() and p.name.startswith("Dockerfile")}
+
+
+def default_base_image(python_version: str) -> str:
+    return f"python:{python_version}-slim"
+
+
+def check_python_version(version: str) -> str:
+    if not PYTHON_VERSION.match(version):
+        raise ValidationError("python_version", f"invalid Python version {version!r}: expected e.g. 3.11")
+    return version
+
+
+@dataclass
+class BuildOptions:
+    """What one preprocessing image build takes (validated by ``validate``)."""
+
+    run_id: str
+    image_name: str = AUTO
+    tag: str = "latest"
+    preprocessing_path: str = ENTRY_FILE
+    python_version: str = "3.11"
+    base_image: str | None = None
+    dockerfile: Path | None = None
+    tracking_uri: str | None = None
+    no_cache: bool = False
+
+    def validate(self) -> BuildOptions:
+        check_run_id(self.run_id)
+        if self.image_name != AUTO:
+            check_image_name(self.image_name)
+        check_tag(self.tag)
+        check_python_version(self.python_version)
+        if self.base_image:
+            check_image_reference(self.base_image)
+        if self.dockerfile is not None and not Path(self.dockerfile).is_file():
+            raise ValidationError("dockerfile", f"Dockerfile not found: {self.dockerfile}")
+        return self
+
+
+@dataclass
+class BuildResult:
+    image: str
+    tag: str
+    size_bytes: int
+    seconds: float
+    labels: dict[str, str] = field(default_factory=dict)
+    docker_seconds: float = 0.0  # of ``seconds``, the time spent in ``docker build``
+
+    @property
+    def reference(self) -> str:
+        return f"{self.image}:{self.tag}"
+
+    def summary(self) -> str:
+        return (
+            f"built {self.reference} ({self.size_bytes / 1e6:.1f} MB) in {self.seconds:.1f} s "
+            f"(docker build {self.docker_seconds:.1f} s)"
+        )
+
+
+def build_preprocessing_image(
+    options: BuildOptions, log: Log = _stderr, cancel: threading.Event | None = None
+) -> BuildResult:
+    """Fetch the run's preprocessing and build its image; the log streams through ``log``."""
+    options.validate()
+    begin = time.monotonic()
+    docker_cli.engine_version()
+    root = project_root()
+    uri = options.tracking_uri or tracking_uri()
+    with tempfile.TemporaryDirectory(prefix="mlprep-build-") as scratch:
+        context = Path(scratch)
+        log(f"fetching the preprocessing of run {options.run_id} from {without_credentials(uri)}")
+        fetched = fetch(options.run_id, context / "preprocessing", options.preprocessing_path, uri, log)
+        image = auto_image_name(fetched.tags) if options.image_name == AUTO else options.image_name
+        if not (context / "preprocessing" / "requirements.txt").exists():
+            (context / "preprocessing" / "requirements.txt").write_text("")
+        _assemble_runner(root, context)
+        tags = fetched.tags
+        base = options.base_image or default_base_image(options.python_version)
+        labels = _labels(
+            image,
+            tags.get("version", ""),
+            base,
+            uri,
+            {
+                "io.mlflow.run_id": options.run_id,
+                "io.mlflow.model_name": tags.get("model_name", ""),
+                "io.mlflow.type": tags.get("type", "preprocessing"),
+            },
+        )
+        dockerfile = Path(options.dockerfile) if options.dockerfile else root / "docker" / "Dockerfile"
+        log(f"building {image}:{options.tag} from {base}")
+        docker_begin = time.monotonic()
+        _docker_build(
+            context,
+            dockerfile,
+            f"{image}:{options.tag}",
+            options.python_version,
+            base,
+            labels,
+            log,
+            cancel,
+            options.no_cache,
+        )
+        docker_seconds = time.monotonic() - docker_begin
+    reference = f"{image}:{options.tag}"
+    result = BuildResult(
+        image, options.tag, docker_cli.image_size(reference), time.monotonic() - begin, labels, docker_seconds
+    )
+    log(result.summary())
+    return result
+
+
+def _assemble_runner(root: Path, context: Path) -> None:
+    """Everything of the runner the image needs, beside the fetched preprocessing."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(root / "src" / "mlprep", context / "lib" / "mlprep", ignore=ignore)
+    shutil.copytree(root / "runner", context / "runner", ignore=ignore)
+    shutil.copy2(root / "docker" / "entrypoint.sh", context / "entrypoint.sh")
+    shutil.copy2(root / "docker" / "mlprep", context / "mlprep")
+    (context / "runtime-requirements.txt").write_text("\n".join(runtime_requirements(root)) + "\n")
+
+
+def runtime_requirements(root: Path) -> list[str]:
+    """The package's runtime dependencies, as pyproject.toml lists them."""
+    with (root / "pyproject.toml").open("rb") as handle:
+        return list(tomllib.load(handle)["project"]["dependencies"])
+
+
+def _labels(image: str, version: str, base: str, uri: str, specific: dict[str, str]) -> dict[str, str]:
+    """OCI and MLflow labels, given to ``docker build --label`` (no Dockerfile step, any Dockerfile)."""
+    return {
+        "org.opencontainers.image.title": image,
+        "org.opencontainers.image.version": version,
+        "org.opencontainers.image.base.name": base,
+        "io.mlflow.model_version": version,
+        "io.mlflow.tracking_uri": without_credentials(uri) or "",
+        "io.mlprep.version": mlprep.__version__,
+        **specific,
+    }
+
+
+def _docker_build(
+    context: Path,
+    dockerfile: Path,
+    reference: str,
+    python_version: str,
+    base: str,
+    labels: dict[str, str],
+    log: Log,
+    cancel: threading.Event | None,
+    no_cache: bool = False,
+) -> None:
+    command = [
+        "build",
+        "--network",
+        "host",
+        "-f",
+        str(dockerfile),
+        "-t",
+        reference,
+        "--build-arg",
+        f"PYTHON_VERSION={python_version}",
+        "--build-arg",
+        f"BASE_IMAGE={base}",
+    ]
+    if no_cache:
+        command.append("--no-cache")
+    for key, value in labels.items():
+        command += ["--label", f"{key}={value}"]
+    command.append(str(context))
+    docker_cli.run_streamed(command, log, cancel)
+
+
+# --- model image -----------------------------------------------------------------------------------
+
+
+def check_model_source(source: str) -> str:
+    if not isinstance(source, str) or not MODEL_SOURCE.match(source) or ".." in source:
+        raise ValidationError(
+            "model_source",
+            f"invalid model source {source!r}: expected models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/PATH",
+        )
+    return source
+
+
+def model_name_and_version(source: str) -> tuple[str, str]:
+    """``models:/churn/3`` -> (churn, 3); ``models:/churn@champion`` -> (churn, champion)."""
+    body = source.split(":/", 1)[-1].strip("/")
+    if source.startswith("models:/"):
+        if "@" in body:
+            name, _, version = body.partition("@")
+        else:
+            name, _, version = body.partition("/")
+        return name, version or "latest"
+    run_id, _, path = body.partition("/")
+    return path.replace("/", "-") or "model", run_id[:8]
+
+
+def build_model_image(
+    model_source: str,
+    image_name: str | None = None,
+    tag: str = "latest",
+    base_image: str | None = None,
+    python_version: str = "3.11",
+    uri: str | None = None,
+    log: Log = _stderr,
+    cancel: threading.Event | None = None,
+) -> BuildResult:
+    """An image serving the MLflow model's /invocations on port 8080."""
+    check_model_source(model_source)
+    name, version = model_name_and_version(model_source)
+    image = image_name or f"model-{sanitize_component(name)}-{sanitize_component(version)}"
+    check_image_name(image)
+    check_tag(tag)
+    check_python_version(python_version)
+    if base_image:
+        check_image_reference(base_image)
+    begin = time.monotonic()
+    docker_cli.engine_version()
+    root = project_root()
+    uri = uri or tracking_uri()
+    import mlflow.artifacts
+
+    with tempfile.TemporaryDirectory(prefix="mlprep-model-") as scratch:
+        context = Path(scratch)
+        log(f"downloading {model_source} from {without_credentials(uri)}")
+        try:
+            local = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=model_source, dst_path=str(context / "dl"), tracking_uri=uri
+                )
+            )
+        except Exception as exc:
+            raise MlprepError(
+                f"cannot download {model_source} from {without_credentials(uri)}: "
+                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            )
+        if not (local / "MLmodel").is_file():
+            raise MlprepError(f"{model_source} is not an MLflow model (no MLmodel file)")
+        shutil.move(str(local), context / "model")
+        shutil.copy2(root / "docker" / "model-entrypoint.sh", context / "model-entrypoint.sh")
+        (context / "model-requirements.txt").write_text(_model_requirements(context / "model"))
+        base = base_image or default_base_image(python_version)
+        labels = _labels(
+            image,
+            version,
+            base,
+            uri,
+            {
+                "io.mlflow.model_source": model_source,
+                "io.mlflow.model_name": name,
+                "io.mlflow.type": "model",
+            },
+        )
+        log(f"building {image}:{tag} from {base}")
+        docker_begin = time.monotonic()
+        _docker_build(
+            context, root / "docker" / "Dockerfile.model", f"{image}:{tag}", python_version, base, labels, log, cancel
+        )
+        docker_seconds = time.monotonic() - docker_begin
+    result = BuildResult(
+        image, tag, docker_cli.image_size(f"{image}:{tag}"), time.monotonic() - begin, labels, docker_seconds
+    )
+    log(result.summary())
+    return result
+
+
+def _model_requirements(model: Path) -> str:
+    """The model's requirements with mlflow-skinny (serving needs no tracking server) and pandas."""
+    source = model / "requirements.txt"
+    lines = source.read_text().splitlines() if source.is_file() else []
+    out = []
+    for line in lines:
+        match = re.match(r"^\s*mlflow\s*(==\s*[\w.]+)?\s*$", line)
+        out.append(f"mlflow-skinny{match.group(1) or ''}" if match else line)
+    if not any(re.match(r"^\s*mlflow-skinny", x) for x in out):
+        out.append(f"mlflow-skinny=={_installed_mlflow()}")
+    if not any(re.match(r"^\s*pandas\b", x) for x in out):
+        out.append("pandas")
+    return "\n".join(out) + "\n"
+
+
+def _installed_mlflow() -> str:
+    from importlib.metadata import version
+
+    return version("mlflow")

@@ -1,0 +1,155 @@
+"""Real parts for the tests: a Docker engine, the local base image, an MLflow server.
+
+A part that cannot start fails the tests that need it (never a silent skip): CI must see it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import ROOT, free_port
+
+BASE_IMAGE = os.environ.get("MLPREP_TEST_BASE_IMAGE", "mlprep-base:3.11-bookworm")
+STATE = Path(tempfile.gettempdir()) / "mlprep-test-infra"
+STATE.mkdir(exist_ok=True)
+
+
+def _engine_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    result = subprocess.run(
+        ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=30, check=False
+    )
+    return result.returncode == 0 and bool(result.stdout.strip())
+
+
+def _apt_install(*packages: str) -> None:
+    if os.geteuid() != 0:
+        pytest.fail(f"{', '.join(packages)} missing and the tests are not root to install them")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, capture_output=True)
+    result = subprocess.run(
+        ["apt-get", "install", "-y", "-qq", *packages], env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        pytest.fail(f"apt-get install {' '.join(packages)} failed:\n{result.stderr[-2000:]}")
+
+
+def ensure_docker_engine() -> None:
+    """A Docker engine that answers: started here (dockerd without bridge or iptables) if needed."""
+    if _engine_answers():
+        return
+    if shutil.which("dockerd") is None or shutil.which("docker") is None:
+        _apt_install("docker.io")
+    log = (STATE / "dockerd.log").open("ab")
+    subprocess.Popen(
+        ["dockerd", "--bridge=none", "--iptables=false", "--ip-forward=false", "--ip-masq=false"],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if _engine_answers():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"the Docker engine did not start; see {STATE / 'dockerd.log'}")
+
+
+def ensure_base_image() -> str:
+    """The local base image (debootstrap + docker import), built once and cached by tag."""
+    ensure_docker_engine()
+    if subprocess.run(["docker", "image", "inspect", BASE_IMAGE], capture_output=True, check=False).returncode == 0:
+        return BASE_IMAGE
+    if shutil.which("debootstrap") is None:
+        _apt_install("debootstrap")
+    result = subprocess.run(
+        [sys.executable, "-m", "mlprep", "base-image", "--tag", BASE_IMAGE],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"mlprep base-image failed:\n{result.stderr[-3000:]}")
+    return BASE_IMAGE
+
+
+class MlflowServer:
+    """``mlflow server`` on sqlite with a local artifact root, on a loopback port, in its own group."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="mlprep-mlflow-"))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        log = (self.folder / "server.log").open("wb")
+        env = {**os.environ, "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true", "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https"}
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{self.folder}/mlflow.db",
+                "--default-artifact-root",
+                str(self.folder / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"mlflow server exited:\n{(self.folder / 'server.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.5)
+        self.stop()
+        pytest.fail("mlflow server did not answer /health within 120 s")
+
+    def env(self) -> dict[str, str]:
+        return {"MLFLOW_TRACKING_URI": self.url}
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def create_example_run(server: MlflowServer, model_name: str, version: str = "v1") -> str:
+    """The run of setup_mlflow_local.py on ``server``; its id."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "setup_mlflow_local.py"), "--model-name", model_name, "--version", version],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **server.env()},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[-2].startswith(f"model URI: models:/{model_name}/")
+    return lines[-1]
