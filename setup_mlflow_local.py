@@ -52,19 +52,22 @@ def main(argv: list[str] | None = None) -> str:
         print(f"MLFLOW_TRACKING_URI is not set: using {mlflow.get_tracking_uri()}", file=sys.stderr)
     mlflow.set_experiment(EXPERIMENT)
     features, labels = training_data()
-    x_train, x_test, y_train, y_test = train_test_split(features, labels, test_size=0.25, random_state=42,
-                                                        stratify=labels)
+    x_train, x_test, y_train, y_test = train_test_split(
+        features, labels, test_size=0.25, random_state=42, stratify=labels
+    )
     with mlflow.start_run(run_name=f"{args.model_name}-{args.version}") as run:
         mlflow.set_tags({"model_name": args.model_name, "version": args.version, "type": "preprocessing"})
         mlflow.log_artifacts(str(RUN_FILES))  # preprocessing.py, requirements.txt, code/...
         model = LogisticRegression(C=1.0, max_iter=500).fit(x_train, y_train)
         predicted = model.predict(x_test)
         mlflow.log_params({"C": 1.0, "features": ",".join(FEATURES)})
-        mlflow.log_metrics({
-            "accuracy": accuracy_score(y_test, predicted),
-            "f1": f1_score(y_test, predicted),
-            "roc_auc": roc_auc_score(y_test, model.predict_proba(x_test)[:, 1]),
-        })
+        mlflow.log_metrics(
+            {
+                "accuracy": accuracy_score(y_test, predicted),
+                "f1": f1_score(y_test, predicted),
+                "roc_auc": roc_auc_score(y_test, model.predict_proba(x_test)[:, 1]),
+            }
+        )
         info = mlflow.sklearn.log_model(
             model,
             name="model",

@@ -66,39 +66,56 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Server:
-    """A real ``mlprep serve`` process on a loopback port."""
+class ProcessServer:
+    """A real server process on a loopback port, up when ``health`` answers 200."""
 
-    def __init__(self, preprocessing: Path, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = preprocessing.parent / f"server-{self.port}.log"
-        full_env = {
-            **os.environ,
-            "API_HOST": "127.0.0.1",
-            "API_PORT": str(self.port),
-            "PREPROCESSING_DIR": str(preprocessing),
-            **(env or {}),
-        }
+    def __init__(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        port: int,
+        log: Path,
+        health: str = "/health",
+        cwd: Path | None = None,
+        timeout: float = 30,
+    ) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
         self.process = subprocess.Popen(
-            [*MLPREP, "serve"], env=full_env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT
+            command, env={**os.environ, **env}, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=cwd
         )
-        self.client = httpx.Client(base_url=self.url, timeout=30)
-        deadline = time.monotonic() + 30
+        self.client = httpx.Client(base_url=self.url, timeout=60)
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()}")
+                raise RuntimeError(f"server exited: {log.read_text()[-3000:]}")
             try:
-                if self.client.get("/health").status_code == 200:
+                if self.client.get(health).status_code == 200:
                     return
             except httpx.TransportError:
                 time.sleep(0.1)
-        raise RuntimeError(f"server did not start: {self.log.read_text()}")
+        raise RuntimeError(f"server did not start: {log.read_text()[-3000:]}")
 
-    def stop(self) -> None:
+    def stop(self, kill: bool = False) -> None:
         self.client.close()
-        self.process.terminate()
-        self.process.wait(timeout=10)
+        if self.process.poll() is None:
+            self.process.kill() if kill else self.process.terminate()
+            self.process.wait(timeout=20)
+
+
+class Server(ProcessServer):
+    """A real ``mlprep serve`` process on a loopback port."""
+
+    def __init__(self, preprocessing: Path, env: dict[str, str] | None = None) -> None:
+        port = free_port()
+        full_env = {
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(port),
+            "PREPROCESSING_DIR": str(preprocessing),
+            **(env or {}),
+        }
+        super().__init__([*MLPREP, "serve"], full_env, port, preprocessing.parent / f"server-{port}.log")
 
 
 @pytest.fixture

@@ -114,3 +114,21 @@ def without_credentials(uri: str | None) -> str | None:
     if parts.port:
         host += f":{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mlprep.naming suffix NAME VERSION``: ``suffix=<name>-<version>`` for CI outputs."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 3 or args[0] != "suffix":
+        print("usage: python -m mlprep.naming suffix MODEL_NAME MODEL_VERSION", file=sys.stderr)
+        return 2
+    suffix = f"{sanitize_component(args[1])}-{sanitize_component(args[2])}"
+    check_image_name(f"preprocessing-{suffix}")
+    print(f"suffix={suffix}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

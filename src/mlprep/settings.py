@@ -26,6 +26,15 @@ class Settings(BaseSettings):
     # Image builds: the default --base-image (e.g. a local `mlprep base-image` for air-gapped hosts).
     mlprep_base_image: str | None = None
 
+    # Build API (build_scripts/api.py).
+    build_api_host: str = "127.0.0.1"
+    build_api_port: int = Field(8000, ge=1, le=65535)
+    build_api_database_url: str = "sqlite:///build_api.db"
+    build_api_token: str | None = Field(None, repr=False)
+    max_concurrent_builds: int = Field(2, ge=1)
+    mlflow_webhook_secret: str | None = Field(None, repr=False)
+    webhook_tolerance_seconds: int = Field(300, ge=1)
+
     # Provenance, baked into the image at build time (or set by hand).
     mlflow_run_id: str | None = None
     model_name: str | None = None

@@ -1,0 +1,1 @@
+"""The build API: builds requested over HTTP or by MLflow webhooks, kept in a database."""

@@ -1,0 +1,66 @@
+"""The GitHub workflow parses, and references scripts and options that exist."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import yaml
+from conftest import ROOT
+
+WORKFLOW = ROOT / ".github" / "workflows" / "build-mlflow-images.yml"
+
+
+def load() -> dict:
+    document = yaml.safe_load(WORKFLOW.read_text())
+    document["on"] = document.pop(True, document.get("on"))  # YAML 1.1 reads the key `on` as true
+    return document
+
+
+def test_triggered_by_the_mlflow_repository_dispatch():
+    document = load()
+    assert document["on"]["repository_dispatch"]["types"] == ["mlflow-model-version"]
+    env = document["env"]
+    assert env["MLFLOW_TRACKING_URI"] == "${{ secrets.MLFLOW_TRACKING_URI }}"
+    assert env["MLFLOW_TRACKING_USERNAME"] == "${{ secrets.MLFLOW_USERNAME }}"
+    assert env["MLFLOW_TRACKING_PASSWORD"] == "${{ secrets.MLFLOW_PASSWORD }}"
+    for field in ("name", "version", "run_id", "source"):
+        assert f"client_payload.data.{field}" in WORKFLOW.read_text()
+
+
+def test_model_job_runs_only_after_the_preprocessing_job():
+    jobs = load()["jobs"]
+    assert set(jobs) == {"preprocessing-image", "model-image"}
+    assert jobs["model-image"]["needs"] == "preprocessing-image"
+
+
+def test_scripts_and_options_exist():
+    runs = [step["run"] for job in load()["jobs"].values() for step in job["steps"] if "run" in step]
+    used = {"build_scripts/build_image.py": set(), "build_scripts/build_model_image.py": set()}
+    for run in runs:
+        for script, options in used.items():
+            for line in run.splitlines():
+                if script in line:
+                    options.update(re.findall(r"(--[a-z-]+)", line))
+    for script, options in used.items():
+        assert (ROOT / script).is_file()
+        assert options, f"{script} is not called"
+        help_text = subprocess.run(
+            [sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True, check=True
+        ).stdout
+        for option in options:
+            assert option in help_text, f"{script} has no option {option}"
+    naming = subprocess.run(
+        [sys.executable, "-m", "mlprep.naming", "suffix", "Churn Model", "3"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert naming.stdout.strip() == "suffix=churn-model-3"
+
+
+def test_no_payload_is_interpolated_into_a_shell_line():
+    for job in load()["jobs"].values():
+        for step in job["steps"]:
+            assert "${{" not in step.get("run", ""), f"expression in a run: line of {step.get('name')}"
