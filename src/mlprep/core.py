@@ -66,6 +66,19 @@ class Preprocessor:
         return outputs[0]
 
 
+def records_of(value: Any) -> list[Any]:
+    """The output records of one result: a dict is one, a list (or DataFrame) several, None none."""
+    if value is None:
+        return []
+    if type(value) is dict:
+        return [value]
+    if type(value).__name__ == "DataFrame":
+        value = value.to_dict(orient="records")
+    if isinstance(value, list | tuple):
+        return [item for item in value if item is not None]
+    return [value]
+
+
 def _check_batch_output(result: Any, expected: int) -> list[Any]:
     if type(result).__name__ == "DataFrame":
         result = result.to_dict(orient="records")

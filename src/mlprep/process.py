@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from mlprep.core import Preprocessor, describe_exception
+from mlprep.core import Preprocessor, describe_exception, records_of
 from mlprep.serialization import dumps
 
 DECODE, PREPROCESS, SERIALIZE = "decode", "preprocess", "serialize"
@@ -128,11 +128,7 @@ def _decode_lines(chunk: Chunk, failures: list[Failure], fail_fast: bool) -> tup
 
 def _serialise_many(value: Any) -> list[bytes]:
     """A list (or DataFrame) returned by pre_processing: one output line per element."""
-    if type(value).__name__ == "DataFrame":
-        value = value.to_dict(orient="records")
-    if isinstance(value, list | tuple):
-        return [dumps(item) for item in value if item is not None]
-    return [dumps(value)]
+    return [dumps(item) for item in records_of(value)]
 
 
 def _raw_record(record: Any) -> bytes | None:

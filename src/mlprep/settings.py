@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,40 @@ class Settings(BaseSettings):
     max_concurrent_builds: int = Field(2, ge=1)
     mlflow_webhook_secret: str | None = Field(None, repr=False)
     webhook_tolerance_seconds: int = Field(300, ge=1)
+
+    # Kafka: stream processor (`mlprep kafka`), stdout->Kafka mode, bridge (`mlprep bridge`).
+    kafka_enabled: bool = False
+    kafka_bootstrap_servers: str = "localhost:29092"
+    input_topic: str | None = None
+    output_topic: str | None = None
+    input_format: Literal["avro", "json"] = "json"
+    output_format: Literal["json", "avro"] = "json"
+    consumer_group_id: str = "mlprep-preprocessing"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    output_avro_schema_path: str | None = None
+    output_avro_framing: Literal["schemaless", "container"] = "schemaless"
+    input_avro_framing: Literal["auto", "container", "schemaless", "key-schema", "confluent"] = "auto"
+    schema_registry_url: str | None = None
+    dead_letter_topic: str | None = None
+    kafka_topic_suffix: str = "cleaned"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = Field(None, repr=False)
+    kafka_ssl_ca_location: str | None = None
+    kafka_ssl_certificate_location: str | None = None
+    kafka_ssl_key_location: str | None = None
+    kafka_consumer_config: dict[str, Any] = Field(default_factory=dict)
+    kafka_producer_config: dict[str, Any] = Field(default_factory=dict)
+    batch_size: int = Field(500, ge=1)
+    batch_timeout_ms: int = Field(500, ge=1)
+    # Bridge to a model server.
+    api_url: str = "http://localhost:8080"
+    api_endpoint: str = "/invocations"
+    bridge_payload_format: Literal["dataframe_records", "instances", "inputs"] = "dataframe_records"
+    passthrough_fields: list[str] = Field(default_factory=list)
+    bridge_max_retries: int = Field(5, ge=0)
+    bridge_retry_delay_ms: int = Field(200, ge=1)
 
     # Provenance, baked into the image at build time (or set by hand).
     mlflow_run_id: str | None = None

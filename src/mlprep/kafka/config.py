@@ -1,0 +1,52 @@
+"""librdkafka configurations from the settings: connection, security, then the user's extra JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlprep.settings import Settings
+
+
+def common(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "security.protocol": settings.kafka_security_protocol,
+    }
+    optional = {
+        "sasl.mechanism": settings.kafka_sasl_mechanism,
+        "sasl.username": settings.kafka_sasl_username,
+        "sasl.password": settings.kafka_sasl_password,
+        "ssl.ca.location": settings.kafka_ssl_ca_location,
+        "ssl.certificate.location": settings.kafka_ssl_certificate_location,
+        "ssl.key.location": settings.kafka_ssl_key_location,
+    }
+    config.update({key: value for key, value in optional.items() if value})
+    return config
+
+
+def consumer(settings: Settings, group_id: str | None = None) -> dict[str, Any]:
+    """Manual commits only (after the produced records are acknowledged): at-least-once."""
+    return {
+        **common(settings),
+        "group.id": group_id or settings.consumer_group_id,
+        "auto.offset.reset": settings.auto_offset_reset,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        **settings.kafka_consumer_config,
+    }
+
+
+def producer(settings: Settings) -> dict[str, Any]:
+    return {
+        **common(settings),
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "enable.idempotence": False,
+        "acks": "all",
+        **settings.kafka_producer_config,
+    }
+
+
+def safe(config: dict[str, Any]) -> dict[str, Any]:
+    """A configuration fit for logs: secrets masked."""
+    return {k: ("***" if "password" in k or "secret" in k or k.endswith(".key") else v) for k, v in config.items()}

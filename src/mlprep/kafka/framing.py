@@ -1,0 +1,173 @@
+"""Kafka message values to records and back: JSON, and Avro in the framings found in the wild.
+
+- ``container``: a one-record Avro object container file per message (ZTF's alert stream): the
+  writer schema travels with every message.
+- ``schemaless``: the bare record, schema from ``AVRO_SCHEMA_PATH`` (Fink's simulator streams).
+- ``key-schema``: the bare record, its JSON schema in the message key (Fink's outgoing streams).
+- ``confluent``: magic byte 0, a 4-byte schema id, the bare record; schema from ``SCHEMA_REGISTRY_URL``.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import zlib
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import httpx
+import orjson
+from fastavro.read import HEADER_SCHEMA
+
+from mlprep.codecs.avro import MAGIC, load_schema
+from mlprep.core import CUTOUT_FIELDS
+from mlprep.errors import MlprepError
+from mlprep.serialization import dumps
+
+_HEADER = fastavro.parse_schema(HEADER_SCHEMA)
+FRAMINGS = ("auto", "container", "schemaless", "key-schema", "confluent")
+
+
+class DecodeError(ValueError):
+    """A message that cannot be decoded; it goes to the dead-letter topic."""
+
+
+class MessageDecoder:
+    def __init__(
+        self, fmt: str, framing: str = "auto", schema_path: str | Path | None = None, registry_url: str | None = None
+    ) -> None:
+        if framing not in FRAMINGS:
+            raise MlprepError(f"INPUT_AVRO_FRAMING must be one of {', '.join(FRAMINGS)}, not {framing!r}")
+        if fmt == "avro" and framing == "schemaless" and not schema_path:
+            raise MlprepError("INPUT_AVRO_FRAMING=schemaless needs AVRO_SCHEMA_PATH")
+        if fmt == "avro" and framing == "confluent" and not registry_url:
+            raise MlprepError("INPUT_AVRO_FRAMING=confluent needs SCHEMA_REGISTRY_URL")
+        self.fmt, self.framing, self.registry_url = fmt, framing, registry_url
+        self.schema = load_schema(schema_path) if schema_path else None
+        self._key_schemas: dict[bytes, Any] = {}
+        self._writer_schemas: dict[bytes, Any] = {}
+        self._registry: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def decode(self, value: bytes | None, key: bytes | None = None) -> list[Any]:
+        """The records of one message (a container may hold several)."""
+        if not value:
+            raise DecodeError("empty message")
+        if self.fmt == "json":
+            try:
+                record = orjson.loads(value)
+            except orjson.JSONDecodeError as exc:
+                raise DecodeError(f"invalid JSON: {exc}")
+            return record if isinstance(record, list) else [record]
+        framing = self.framing if self.framing != "auto" else self._detect(value, key)
+        try:
+            if framing == "container":
+                return self._container(value)
+            if framing == "confluent":
+                return [self._confluent(value)]
+            schema = self._key_schema(key) if framing == "key-schema" else self.schema
+            return [fastavro.schemaless_reader(io.BytesIO(value), schema)]
+        except DecodeError:
+            raise
+        except Exception as exc:
+            raise DecodeError(f"Avro ({framing}) decode error: {type(exc).__name__}: {exc}")
+
+    def _detect(self, value: bytes, key: bytes | None) -> str:
+        if value.startswith(MAGIC):
+            return "container"
+        if value[:1] == b"\x00" and len(value) > 5 and self.registry_url:
+            return "confluent"
+        if key and key[:1] == b"{":
+            return "key-schema"
+        if self.schema is not None:
+            return "schemaless"
+        raise DecodeError(
+            "cannot tell the Avro framing of this message (no container header, no schema in "
+            "the key): set AVRO_SCHEMA_PATH, SCHEMA_REGISTRY_URL or INPUT_AVRO_FRAMING"
+        )
+
+    def _container(self, value: bytes) -> list[Any]:
+        """A container file in one message. Every message repeats the same writer schema: it is parsed
+        once and cached by its bytes (fastavro.reader would parse it again for each message)."""
+        stream = io.BytesIO(value)
+        header = fastavro.schemaless_reader(stream, _HEADER)
+        meta = header["meta"]
+        codec = meta.get("avro.codec", b"null")
+        if codec not in (b"null", b"deflate"):
+            return list(fastavro.reader(io.BytesIO(value)))
+        text = meta["avro.schema"]
+        schema = self._writer_schemas.get(text)
+        if schema is None:
+            schema = fastavro.parse_schema(orjson.loads(text))
+            with self._lock:
+                self._writer_schemas[text] = schema
+        records: list[Any] = []
+        reader = fastavro.schemaless_reader
+        while stream.tell() < len(value):
+            count = reader(stream, "long")
+            size = reader(stream, "long")
+            data = stream.read(size)
+            stream.read(16)  # sync marker
+            block = io.BytesIO(zlib.decompress(data, -15) if codec == b"deflate" else data)
+            records.extend(reader(block, schema) for _ in range(count))
+        return records
+
+    def _key_schema(self, key: bytes | None) -> Any:
+        if not key:
+            raise DecodeError("INPUT_AVRO_FRAMING=key-schema but the message has no key")
+        with self._lock:
+            if key not in self._key_schemas:
+                try:
+                    self._key_schemas[key] = fastavro.parse_schema(orjson.loads(key))
+                except Exception as exc:
+                    raise DecodeError(f"the message key is not an Avro schema: {exc}")
+            return self._key_schemas[key]
+
+    def _confluent(self, value: bytes) -> Any:
+        if value[:1] != b"\x00" or len(value) < 5:
+            raise DecodeError("not in the Confluent wire format (magic byte 0 + schema id)")
+        schema_id = int.from_bytes(value[1:5], "big")
+        with self._lock:
+            schema = self._registry.get(schema_id)
+        if schema is None:
+            url = f"{(self.registry_url or '').rstrip('/')}/schemas/ids/{schema_id}"
+            try:
+                answer = httpx.get(url, timeout=10)
+                answer.raise_for_status()
+                schema = fastavro.parse_schema(orjson.loads(answer.json()["schema"]))
+            except Exception as exc:
+                raise DecodeError(f"schema {schema_id} not found in the schema registry: {exc}")
+            with self._lock:
+                self._registry[schema_id] = schema
+        return fastavro.schemaless_reader(io.BytesIO(value[5:]), schema)
+
+
+class MessageEncoder:
+    def __init__(
+        self, fmt: str, schema_path: str | Path | None = None, framing: str = "schemaless", skip_cutouts: bool = False
+    ) -> None:
+        self.fmt, self.framing = fmt, framing
+        self.schema = None
+        if fmt == "avro":
+            if not schema_path:
+                raise MlprepError("OUTPUT_FORMAT=avro needs OUTPUT_AVRO_SCHEMA_PATH")
+            schema = orjson.loads(Path(schema_path).read_bytes())
+            if skip_cutouts:  # some published schemas do not let the cutouts be null: they leave the schema
+                schema = without_cutouts(schema)
+            self.schema = fastavro.parse_schema(schema)
+
+    def encode(self, record: Any) -> bytes:
+        if self.fmt == "json":
+            return dumps(record)
+        buffer = io.BytesIO()
+        if self.framing == "container":
+            fastavro.writer(buffer, self.schema, [record])
+        else:
+            fastavro.schemaless_writer(buffer, self.schema, record)
+        return buffer.getvalue()
+
+
+def without_cutouts(schema: dict[str, Any]) -> dict[str, Any]:
+    fields = [f for f in schema.get("fields", []) if f.get("name") not in CUTOUT_FIELDS]
+    return {**schema, "fields": fields}

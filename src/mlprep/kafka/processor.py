@@ -1,0 +1,148 @@
+"""The stream processor: INPUT_TOPIC (Avro or JSON) -> pre_processing -> OUTPUT_TOPIC, with the REST
+API of the same preprocessing in the same process. Bad messages go to the dead-letter topic."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from typing import Any
+
+import uvicorn
+from confluent_kafka import Message
+
+from mlprep.core import Preprocessor, describe_exception, records_of
+from mlprep.errors import MlprepError
+from mlprep.kafka import config
+from mlprep.kafka.framing import DecodeError, MessageDecoder, MessageEncoder
+from mlprep.kafka.loop import BatchLoop, Headers, Outgoing, dead_letter
+from mlprep.settings import Settings
+
+log = logging.getLogger("mlprep.kafka")
+
+
+def decode_batch(
+    messages: list[Message], decoder: MessageDecoder, dead_topic: str
+) -> tuple[list[Any], list[Message], list[Outgoing]]:
+    """Records of a batch, the message each came from, and dead letters for the undecodable ones."""
+    records: list[Any] = []
+    origins: list[Message] = []
+    dead: list[Outgoing] = []
+    for message in messages:
+        try:
+            decoded = decoder.decode(message.value(), message.key())
+        except DecodeError as exc:
+            dead.append(dead_letter(dead_topic, message, "decode", str(exc)))
+            continue
+        records.extend(decoded)
+        origins.extend([message] * len(decoded))
+    return records, origins, dead
+
+
+class PreprocessHandler:
+    def __init__(
+        self,
+        pre: Preprocessor,
+        decoder: MessageDecoder,
+        encoder: MessageEncoder,
+        output_topic: str,
+        dead_topic: str,
+        provenance: Headers,
+    ) -> None:
+        self.pre, self.decoder, self.encoder = pre, decoder, encoder
+        self.output_topic, self.dead_topic, self.provenance = output_topic, dead_topic, provenance
+
+    def handle(self, messages: list[Message]) -> list[Outgoing]:
+        records, origins, out = decode_batch(messages, self.decoder, self.dead_topic)
+        outputs, failures = self.pre.apply(records)
+        for index, value in enumerate(outputs):
+            message = origins[index]
+            if failures and index in failures:
+                error = f"pre_processing raised {describe_exception(failures[index])}"
+                out.append(dead_letter(self.dead_topic, message, "preprocess", error))
+                continue
+            headers = [*(message.headers() or []), *self.provenance]
+            try:
+                encoded = [self.encoder.encode(item) for item in records_of(value)]
+            except Exception as exc:
+                out.append(dead_letter(self.dead_topic, message, "encode", f"{type(exc).__name__}: {exc}"))
+                continue
+            out.extend(Outgoing(self.output_topic, item, message.key(), headers) for item in encoded)
+        return out
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's Server without its signal capture: it re-raises SIGTERM after shutdown, which would kill
+    the process before the processor drains. SIGTERM and SIGINT are handled by ``serve_with_processor``."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[override]
+        yield
+
+
+def provenance_headers(pre: Preprocessor, settings: Settings) -> Headers:
+    known = pre.loaded.metadata
+    values = {
+        "mlprep-run-id": settings.mlflow_run_id or known.get("run_id"),
+        "mlprep-model-name": settings.model_name or known.get("model_name"),
+        "mlprep-model-version": settings.model_version or known.get("version"),
+    }
+    return [(name, value.encode()) for name, value in values.items() if value]
+
+
+def build_processor(settings: Settings, pre: Preprocessor) -> BatchLoop:
+    if not settings.input_topic or not settings.output_topic:
+        raise MlprepError("the stream processor needs INPUT_TOPIC and OUTPUT_TOPIC")
+    decoder = MessageDecoder(
+        settings.input_format, settings.input_avro_framing, settings.avro_schema_path, settings.schema_registry_url
+    )
+    encoder = MessageEncoder(
+        settings.output_format, settings.output_avro_schema_path, settings.output_avro_framing, settings.skip_cutouts
+    )
+    dead_topic = settings.dead_letter_topic or f"{settings.input_topic}-dlq"
+    handler = PreprocessHandler(
+        pre, decoder, encoder, settings.output_topic, dead_topic, provenance_headers(pre, settings)
+    )
+    return BatchLoop(
+        "processor",
+        settings.input_topic,
+        handler,
+        config.consumer(settings),
+        config.producer(settings),
+        settings.batch_size,
+        settings.batch_timeout_ms,
+    )
+
+
+def serve_with_processor(settings: Settings, pre: Preprocessor, host: str, port: int) -> int:
+    """The REST API in the main thread (it handles SIGTERM), the processor in another; drained on exit."""
+    from mlprep.api.app import create_app
+
+    loop = build_processor(settings, pre)
+    app = create_app(settings, pre)
+    app.state.health_checks["kafka"] = loop.health
+    outcome: dict[str, BaseException] = {}
+
+    def consume() -> None:
+        try:
+            loop.run()
+        except BaseException as exc:
+            log.error("the stream processor stopped: %s", exc)
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=consume, name="kafka-processor", daemon=True)
+    worker.start()
+    log.warning(
+        "stream processor: %s -> %s (dead letters: %s)",
+        settings.input_topic,
+        settings.output_topic,
+        settings.dead_letter_topic or f"{settings.input_topic}-dlq",
+    )
+    server = _Server(uvicorn.Config(app, host=host, port=port, access_log=settings.api_access_log))
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: setattr(server, "should_exit", True))
+    server.run()
+    loop.stop()
+    worker.join(timeout=60)
+    return 1 if "error" in outcome else 0
