@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-LINTED := src tests benchmarks runner examples scripts build_scripts setup_mlflow_local.py
+LINTED := src tests benchmarks runner examples scripts build_scripts pipelines setup_mlflow_local.py \
+	generate_sample_data.py
 
 .PHONY: venv test lint demo bench clean
 

@@ -26,6 +26,7 @@ from sklearn.model_selection import train_test_split
 
 HERE = Path(__file__).resolve().parent
 RUN_FILES = HERE / "examples" / "mlflow_run"
+ROOT_PREPROCESSING = HERE / "examples" / "simple_preprocessing.py"
 EXPERIMENT = "preprocessing-runs"
 FEATURES = ["tenure_months", "monthly_charges", "support_calls"]
 
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> str:
     )
     with mlflow.start_run(run_name=f"{args.model_name}-{args.version}") as run:
         mlflow.set_tags({"model_name": args.model_name, "version": args.version, "type": "preprocessing"})
-        mlflow.log_artifacts(str(RUN_FILES))  # preprocessing.py, requirements.txt, code/...
+        mlflow.log_artifacts(str(RUN_FILES))  # requirements.txt, code/...
+        mlflow.log_text(ROOT_PREPROCESSING.read_text(), "preprocessing.py")  # the example, under the expected name
         model = LogisticRegression(C=1.0, max_iter=500).fit(x_train, y_train)
         predicted = model.predict(x_test)
         mlflow.log_params({"C": 1.0, "features": ",".join(FEATURES)})

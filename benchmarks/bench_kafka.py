@@ -9,36 +9,29 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 import uuid
 from pathlib import Path
 
-import httpx
-from common import PYTHON, WORK, report
+from common import WORK, report
 from confluent_kafka import Producer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples" / "alerts"))
 import generate_alerts  # noqa: E402
 
+from mlprep import services  # noqa: E402
 from mlprep.core import Preprocessor  # noqa: E402
 from mlprep.kafka.bridge import build_bridge  # noqa: E402
 from mlprep.kafka.broker import start_broker  # noqa: E402
 from mlprep.kafka.loop import BatchLoop, Outgoing  # noqa: E402
 from mlprep.kafka.processor import build_processor  # noqa: E402
+from mlprep.services import free_port  # noqa: E402
 from mlprep.settings import Settings  # noqa: E402
 
 FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Passthrough:
@@ -141,37 +134,9 @@ def bridge_batches(bootstrap: str) -> bool:
     model_path = WORK / f"bridge-model-{uuid.uuid4().hex[:6]}"
     mlflow.sklearn.save_model(LogisticRegression().fit(frame, frame["a"] > 50), str(model_path))
     port = free_port()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    server = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            str(model_path),
-            "--env-manager",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    server = services.start_model_server(str(model_path), port)
     try:
-        for _ in range(240):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
+        services.wait_http(f"http://127.0.0.1:{port}/ping", process=server)
         rates = {}
         for batch, count in ((1, 400), (100, 10_000)):
             source = f"bench-bridge-{batch}-{uuid.uuid4().hex[:6]}"

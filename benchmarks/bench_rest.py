@@ -11,12 +11,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 from common import IDENTITY, PYTHON, WORK, report
+
+from mlprep import services
+from mlprep.services import free_port
 
 DURATION = os.environ.get("MLPREP_BENCH_DURATION", "8s")
 CONNECTIONS = "16"
@@ -28,27 +28,6 @@ RECORD = {
     "payment_method": "electronic_check",
     "support_calls": 2,
 }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_up(url: str, process: subprocess.Popen, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited before answering {url}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.25)
-    raise SystemExit(f"{url} did not answer within {seconds}s")
 
 
 def wrk(url: str, body: dict) -> float:
@@ -83,30 +62,7 @@ def start_mlflow_identity() -> tuple[subprocess.Popen, str]:
     shutil.rmtree(path, ignore_errors=True)
     mlflow.pyfunc.save_model(str(path), python_model=Identity())
     port = free_port()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    process = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            str(path),
-            "--env-manager",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = services.start_model_server(str(path), port)
     return process, f"http://127.0.0.1:{port}"
 
 
@@ -123,11 +79,6 @@ def start_mlprep() -> tuple[subprocess.Popen, str]:
     return process, f"http://127.0.0.1:{port}"
 
 
-def stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, 15)
-    process.wait(timeout=20)
-
-
 def main() -> bool:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk (make bench does it)")
@@ -135,15 +86,15 @@ def main() -> bool:
     ours, ours_url = start_mlprep()
     theirs, theirs_url = start_mlflow_identity()
     try:
-        wait_up(f"{ours_url}/health", ours)
-        wait_up(f"{theirs_url}/ping", theirs)
+        services.wait_http(f"{ours_url}/health", process=ours)
+        services.wait_http(f"{theirs_url}/ping", process=theirs)
         mlprep_single = wrk(f"{ours_url}/preprocess", {"data": RECORD})
         mlprep_batch = wrk(f"{ours_url}/preprocess/batch", {"data": batch})
         mlflow_single = wrk(f"{theirs_url}/invocations", {"dataframe_records": [RECORD]})
         mlflow_batch = wrk(f"{theirs_url}/invocations", {"dataframe_records": batch})
     finally:
-        stop(ours)
-        stop(theirs)
+        services.stop_group(ours)
+        services.stop_group(theirs)
     ok = report(
         "REST, single record per request (wrk, 16 connections, one server worker)",
         [("mlflow models serve /invocations", mlflow_single), ("mlprep /preprocess", mlprep_single)],

@@ -10,12 +10,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +20,8 @@ from pathlib import Path
 
 import fastavro
 import httpx
+
+from mlprep import services
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".demo"
@@ -57,21 +56,14 @@ def make_avro() -> Path:
 
 
 def serve_and_call() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = services.free_port()
     env = {**os.environ, "PREPROCESSING_DIR": str(EXAMPLE), "API_HOST": "127.0.0.1", "API_PORT": str(port)}
     log = (WORK / "api.log").open("wb")
     server = subprocess.Popen([*MLPREP, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
+        services.wait_http(f"{url}/health", timeout=30, process=server)
         with httpx.Client(base_url=url, timeout=10) as client:
-            for _ in range(100):
-                try:
-                    client.get("/health")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
             print(f"API up on {url} (Swagger UI: {url}/docs)")
             health = client.get("/health").json()
             print(f"GET /health -> {health['status']}, preprocessing {health['preprocessing']['path']}")
@@ -143,23 +135,6 @@ def base_image(env: dict[str, str]) -> str:
     return "python:3.11-slim"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.3)
-    raise SystemExit(f"demo failed: {url} did not answer")
-
-
 def streaming() -> None:
     """fink-alert -> stream processor -> preprocessed -> bridge -> model server -> predictions."""
     from mlprep.kafka.broker import start_broker
@@ -168,7 +143,7 @@ def streaming() -> None:
 
     alerts_dir = ROOT / "examples" / "alerts"
     step("Streaming: alerts -> preprocessing -> bridge -> model -> predictions (embedded Kafka broker)")
-    broker_port, api_port, model_port = free_port(), free_port(), free_port()
+    broker_port, api_port, model_port = services.free_port(), services.free_port(), services.free_port()
     bootstrap = f"127.0.0.1:{broker_port}"
     env = {
         **os.environ,
@@ -207,26 +182,8 @@ def streaming() -> None:
             .splitlines()[-1]
         )
         print(f"  model {uri} trained on alert features, served by `mlflow models serve`")
-        start(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "models",
-                "serve",
-                "-m",
-                uri,
-                "--env-manager",
-                "local",
-                "--host",
-                "127.0.0.1",
-                "-p",
-                str(model_port),
-                "--workers",
-                "1",
-            ],
-            {},
-        )
+        model = services.start_model_server(uri, model_port, env, logs)
+        processes.append(model)
         subprocess.run(
             [
                 sys.executable,
@@ -257,7 +214,7 @@ def streaming() -> None:
                 "API_PORT": str(api_port),
             },
         )
-        wait_http(f"http://127.0.0.1:{model_port}/ping")
+        services.wait_http(f"http://127.0.0.1:{model_port}/ping", process=model)
         start(
             [*MLPREP, "bridge"],
             {
@@ -288,10 +245,7 @@ def streaming() -> None:
             raise SystemExit(f"demo failed: {len(predictions)} predictions of 200; see {logs}")
     finally:
         for process in reversed(processes):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            process.wait(timeout=30)
+            services.stop_group(process)
 
 
 def main() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from mlprep import services
 
 ROOT = Path(__file__).resolve().parent.parent
 MLPREP = [sys.executable, "-m", "mlprep"]
@@ -60,10 +61,7 @@ def run_cli(
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+free_port = services.free_port
 
 
 class ProcessServer:

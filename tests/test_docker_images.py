@@ -6,18 +6,39 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import fastavro
 import httpx
 import pytest
 from conftest import ROOT, free_port
 
+from mlprep import services
+from mlprep.errors import MlprepError
+
 IMAGE = "preprocessing-testmodel-v1"
 
 
 def docker(*args: str, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(["docker", *args], input=stdin, capture_output=True, timeout=timeout, check=False)
+
+
+def run_script(name: str, mlflow_server, *args: str) -> subprocess.CompletedProcess[str]:
+    """One of build_scripts/ as users run it, against the test MLflow server."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "build_scripts" / name), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **mlflow_server.env()},
+        timeout=900,
+        check=False,
+    )
+
+
+def wait_for_container(url: str, container: str) -> None:
+    try:
+        services.wait_http(url, timeout=60)
+    except MlprepError:
+        pytest.fail(docker("logs", container).stderr.decode()[-3000:])
 
 
 def test_stdin_jsonl(built_image):
@@ -73,14 +94,8 @@ def test_rest_api_in_the_container(built_image, example_run):
     container = started.stdout.decode().strip()
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                health = httpx.get(f"{url}/health", timeout=2).json()
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail(docker("logs", container).stderr.decode())
+        wait_for_container(f"{url}/health", container)
+        health = httpx.get(f"{url}/health").json()
         assert health["run_id"] == example_run
         assert (health["model_name"], health["model_version"]) == ("testmodel", "v1")
         one = httpx.post(f"{url}/preprocess", json={"data": {"test": "data"}}).json()
@@ -114,24 +129,17 @@ def test_image_metadata_non_root_and_no_mlflow_inside(built_image, example_run, 
 
 
 def test_code_layout_with_sibling_modules_and_requirements(mlflow_server, example_run, base_image):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "build_scripts" / "build_image.py"),
-            example_run,
-            "auto",
-            "--tag",
-            "code",
-            "--preprocessing-path",
-            "code/preprocessing.py",
-            "--base-image",
-            base_image,
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **mlflow_server.env()},
-        timeout=900,
-        check=False,
+    result = run_script(
+        "build_image.py",
+        mlflow_server,
+        example_run,
+        "auto",
+        "--tag",
+        "code",
+        "--preprocessing-path",
+        "code/preprocessing.py",
+        "--base-image",
+        base_image,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     run = docker("run", "-i", "--rm", "--network", "host", f"{IMAGE}:code", stdin=b'{"Signup_Date": "2021-03-04"}')
@@ -171,20 +179,8 @@ def test_build_help_shows_every_option_with_examples():
 
 
 def test_model_image_answers_invocations(mlflow_server, example_run, base_image):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "build_scripts" / "build_model_image.py"),
-            "models:/testmodel/1",
-            "model-testmodel-1",
-            "--base-image",
-            base_image,
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **mlflow_server.env()},
-        timeout=900,
-        check=False,
+    result = run_script(
+        "build_model_image.py", mlflow_server, "models:/testmodel/1", "model-testmodel-1", "--base-image", base_image
     )
     assert result.returncode == 0, result.stderr[-3000:]
     port = free_port()
@@ -195,14 +191,7 @@ def test_model_image_answers_invocations(mlflow_server, example_run, base_image)
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail(docker("logs", container).stderr.decode()[-3000:])
+        wait_for_container(f"{url}/ping", container)
         rows = [
             {"tenure_months": 1.0, "monthly_charges": 115.0, "support_calls": 6.0},
             {"tenure_months": 70.0, "monthly_charges": 20.0, "support_calls": 0.0},

@@ -20,6 +20,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from conftest import MLPREP, ROOT, ProcessServer, free_port, write_files
 
+from mlprep import services
 from mlprep.kafka.dump import dump_topic
 from mlprep.kafka.framing import MessageDecoder, without_cutouts
 from mlprep.settings import Settings
@@ -369,43 +370,7 @@ def test_compose_files_parse(tmp_path):
 
 
 def start_model_server(mlflow_server, port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, **mlflow_server.env(), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            "models:/testmodel/1",
-            "--env-manager",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def wait_ping(url: str, timeout: float = 120) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ping", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.3)
-    pytest.fail(f"{url} did not answer /ping")
+    return services.start_model_server("models:/testmodel/1", port, mlflow_server.env(), log)
 
 
 def test_bridge_to_a_real_model_server_that_goes_down_and_comes_back(
@@ -414,7 +379,7 @@ def test_bridge_to_a_real_model_server_that_goes_down_and_comes_back(
     source, target, dead = topic("features"), topic("predictions"), topic("bridge-dlq")
     port = free_port()
     model = start_model_server(mlflow_server, port, tmp_path / "model.log")
-    wait_ping(f"http://127.0.0.1:{port}")
+    services.wait_http(f"http://127.0.0.1:{port}/ping", process=model)
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,

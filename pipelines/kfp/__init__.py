@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines of the churn project: components over the `churn` steps, two pipelines."""

@@ -1,0 +1,59 @@
+"""``python -m churn generate|train|predict``: the pipeline without an orchestrator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from churn import data, pipeline, tracking
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m churn", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    generate = commands.add_parser("generate", help="write the synthetic customer table")
+    generate.add_argument("--rows", type=int, default=2000)
+    generate.add_argument("--seed", type=int, default=42)
+    generate.add_argument("--out", type=Path, default=Path("data/customer_data.csv"))
+    train = commands.add_parser("train", help="train, evaluate, register and promote")
+    train.add_argument("--data", type=Path, default=Path("data/customer_data.csv"))
+    train.add_argument("--model-name", default="churn")
+    train.add_argument("--experiment", default="churn")
+    train.add_argument("--model-type", choices=("logistic_regression", "random_forest"), default="logistic_regression")
+    train.add_argument("--C", type=float, default=1.0)
+    train.add_argument("--n-estimators", type=int, default=100)
+    train.add_argument("--max-depth", type=int)
+    train.add_argument("--test-size-ratio", type=float, default=0.2)
+    train.add_argument("--threshold", type=float, default=0.75, help="minimum roc_auc to become champion")
+    predict = commands.add_parser("predict", help="batch inference on a CSV")
+    predict.add_argument("--model-uri", default="models:/churn@champion")
+    predict.add_argument("--input", type=Path, default=Path("data/customer_data.csv"))
+    predict.add_argument("--output", type=Path, default=Path("data/predictions.csv"))
+    args = parser.parse_args(argv)
+    if args.command == "generate":
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        data.generate(args.rows, args.seed).to_csv(args.out, index=False)
+        print(f"wrote {args.rows} customers to {args.out}")
+    elif args.command == "train":
+        result = pipeline.run_training(
+            args.data,
+            args.model_name,
+            args.experiment,
+            args.model_type,
+            args.C,
+            args.n_estimators,
+            args.max_depth,
+            args.test_size_ratio,
+            args.threshold,
+        )
+        print(json.dumps(result, indent=2))
+    else:
+        rows = tracking.batch_predict(args.model_uri, args.input, args.output)
+        print(f"wrote {rows} predictions to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

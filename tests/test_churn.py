@@ -1,0 +1,196 @@
+"""The churn ML project against a real MLflow server: steps, registry promotion, inference, KFP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from conftest import MLPREP, ROOT
+from mlflow import MlflowClient
+
+from churn import data, features, model, pipeline, tracking
+
+
+@pytest.fixture
+def tracking_server(mlflow_server, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    mlflow.set_tracking_uri(mlflow_server.url)
+    return mlflow_server
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    path = tmp_path_factory.mktemp("churn") / "customer_data.csv"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "generate_sample_data.py"), "--rows", "1500", "--seed", "7", "--out", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def test_sample_data_is_seeded_realistic_and_learnable(dataset, tmp_path):
+    frame = pd.read_csv(dataset)
+    assert len(frame) == 1500 and frame["customer_id"].is_unique
+    assert {
+        "tenure_months",
+        "contract",
+        "monthly_charges",
+        "total_charges",
+        "payment_method",
+        "support_calls",
+        "Churn",
+    } <= set(frame.columns)
+    assert 0.15 < frame["Churn"].mean() < 0.5
+    assert data.generate(50, seed=7).equals(data.generate(50, seed=7))
+    split = data.load_and_split(dataset, 0.25)
+    assert len(split.x_test) == 375 and abs(split.y_test.mean() - split.y_train.mean()) < 0.02  # stratified
+    fitted = model.train(features.transform_frame(split.x_train), split.y_train)
+    scores = model.evaluate(fitted, features.transform_frame(split.x_test), split.y_test)
+    assert scores["accuracy"] > model.baseline_accuracy(split.y_test) + 0.05
+    assert scores["roc_auc"] > 0.8
+    shipped = ROOT / "data" / "customer_data.csv"
+    assert shipped.stat().st_size < 500_000 and len(pd.read_csv(shipped)) == 2000
+
+
+def test_steps_end_to_end_with_registry_promotion(tracking_server, dataset, tmp_path):
+    name = f"churn-{uuid.uuid4().hex[:6]}"
+    client = MlflowClient()
+    first = pipeline.run_training(dataset, model_name=name, experiment_name=name)
+    assert first["promotion"]["approved"]
+    run = client.get_run(first["run_id"])
+    assert {"accuracy", "precision", "recall", "f1", "roc_auc"} <= set(run.data.metrics)
+    assert run.data.params["model_type"] == "logistic_regression"
+    assert (run.data.tags["model_name"], run.data.tags["type"], run.data.tags["version"]) == (
+        name,
+        "preprocessing",
+        "v1",
+    )
+    assert {a.path for a in client.list_artifacts(first["run_id"])} >= {"preprocessing.py", "requirements.txt"}
+    logged = mlflow.models.get_model_info(first["model_uri"])
+    assert logged.signature is not None and logged.saved_input_example_info is not None
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+    assert client.get_model_version_by_alias(name, "candidate-latest").version == "1"
+    assert client.get_model_version(name, "1").tags["validation_status"] == "approved"
+
+    worse = pipeline.run_training(
+        dataset,
+        model_name=name,
+        experiment_name=name,
+        model_type="random_forest",
+        n_estimators=2,
+        max_depth=1,
+        threshold=0.5,
+    )
+    assert not worse["promotion"]["approved"]
+    assert "does not beat champion v1" in worse["promotion"]["reason"]
+    assert client.get_model_version_by_alias(name, "champion").version == "1"  # champion did not move
+    assert client.get_model_version_by_alias(name, "candidate-latest").version == "2"
+    assert client.get_model_version(name, "2").tags["validation_status"] == "rejected"
+
+    below = pipeline.run_training(
+        dataset,
+        model_name=name,
+        experiment_name=name,
+        model_type="random_forest",
+        n_estimators=2,
+        max_depth=1,
+        threshold=0.99,
+    )
+    assert "below the threshold" in below["promotion"]["reason"]
+
+    out = tmp_path / "predictions.csv"
+    rows = tracking.batch_predict(f"models:/{name}@champion", dataset, out)
+    predictions = pd.read_csv(out)
+    assert rows == len(predictions) == 1500
+    assert set(predictions["prediction"]) <= {0, 1}
+    assert predictions["customer_id"].tolist() == pd.read_csv(dataset)["customer_id"].tolist()
+
+
+def test_the_runner_fetches_and_applies_the_training_preprocessing(tracking_server, dataset, tmp_path):
+    name = f"churn-{uuid.uuid4().hex[:6]}"
+    result = pipeline.run_training(dataset, model_name=name, experiment_name=name)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_server.url}
+    fetched = subprocess.run(
+        [*MLPREP, "fetch", result["run_id"], str(tmp_path / "code")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert fetched.returncode == 0, fetched.stderr
+    records = pd.read_csv(dataset).head(20).drop(columns=["Churn"]).to_dict(orient="records")
+    stdin = "".join(json.dumps(r) + "\n" for r in records).encode()
+    ran = subprocess.run(
+        [*MLPREP, "run", "-p", str(tmp_path / "code")], input=stdin, capture_output=True, env=env, check=False
+    )
+    assert ran.returncode == 0, ran.stderr
+    outputs = [json.loads(line) for line in ran.stdout.splitlines()]
+    assert outputs == [features.pre_processing(r) for r in records]  # the same transformation as training
+    frame = pd.DataFrame(outputs).set_index("customer_id")[features.FEATURES]
+    assert len(mlflow.sklearn.load_model(result["model_uri"]).predict(frame)) == 20
+
+
+def test_kfp_pipelines_compile_with_their_parameters(tmp_path):
+    from pipelines.kfp.compile import compile_all
+
+    written = compile_all(tmp_path)
+    assert [p.name for p in written] == ["training_pipeline.yaml", "inference_pipeline.yaml"]
+    spec = yaml.safe_load(written[0].read_text())
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert {
+        "churn_dataset_uri",
+        "mlflow_tracking_uri",
+        "mlflow_experiment_name",
+        "model_name",
+        "test_size_ratio",
+    } <= set(parameters)
+    assert {"load-and-preprocess-data", "train-model", "evaluate-model"} <= set(spec["root"]["dag"]["tasks"])
+    assert "condition-1" in spec["root"]["dag"]["tasks"] or any("condition" in t for t in spec["root"]["dag"]["tasks"])
+
+
+def test_kfp_pipelines_run_locally_and_leave_the_registry_state(tracking_server, dataset, tmp_path):
+    name = f"churn-kfp-{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_server.url,
+        "CHURN_DATASET_URI": str(dataset),
+        "MODEL_NAME": name,
+        "KFP_PIPELINE_ROOT": str(tmp_path / "root"),
+        "PYTHONPATH": str(ROOT),
+    }
+    training = subprocess.run(
+        [sys.executable, "-m", "pipelines.kfp.run_local", "training"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert training.returncode == 0, training.stderr[-3000:]
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert champion.tags["validation_status"] == "approved"
+    run = client.get_run(champion.tags["run_id"])
+    assert run.data.metrics["roc_auc"] > 0.8 and run.data.tags["model_name"] == name
+    inference = subprocess.run(
+        [sys.executable, "-m", "pipelines.kfp.run_local", "inference"],
+        cwd=ROOT,
+        env={**env, "MODEL_URI": f"models:/{name}@champion"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert inference.returncode == 0, inference.stderr[-3000:]
+    assert "pipeline output: 1500" in inference.stdout
