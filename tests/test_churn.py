@@ -82,30 +82,25 @@ def test_steps_end_to_end_with_registry_promotion(tracking_server, dataset, tmp_
     assert client.get_model_version_by_alias(name, "candidate-latest").version == "1"
     assert client.get_model_version(name, "1").tags["validation_status"] == "approved"
 
-    worse = pipeline.run_training(
-        dataset,
-        model_name=name,
-        experiment_name=name,
-        model_type="random_forest",
-        n_estimators=2,
-        max_depth=1,
-        threshold=0.5,
-    )
+    def weak_forest(threshold: float) -> dict:
+        return pipeline.run_training(
+            dataset,
+            model_name=name,
+            experiment_name=name,
+            model_type="random_forest",
+            n_estimators=2,
+            max_depth=1,
+            threshold=threshold,
+        )
+
+    worse = weak_forest(0.5)  # passes the threshold, but is worse than the champion
     assert not worse["promotion"]["approved"]
     assert "does not beat champion v1" in worse["promotion"]["reason"]
     assert client.get_model_version_by_alias(name, "champion").version == "1"  # champion did not move
     assert client.get_model_version_by_alias(name, "candidate-latest").version == "2"
     assert client.get_model_version(name, "2").tags["validation_status"] == "rejected"
 
-    below = pipeline.run_training(
-        dataset,
-        model_name=name,
-        experiment_name=name,
-        model_type="random_forest",
-        n_estimators=2,
-        max_depth=1,
-        threshold=0.99,
-    )
+    below = weak_forest(0.99)
     assert "below the threshold" in below["promotion"]["reason"]
 
     out = tmp_path / "predictions.csv"
