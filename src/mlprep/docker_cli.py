@@ -88,13 +88,3 @@ def image_size(reference: str) -> int:
     )
     return int(result.stdout.strip()) if result.returncode == 0 and result.stdout.strip().isdigit() else 0
 
-
-def image_label(reference: str, label: str) -> str | None:
-    result = subprocess.run(
-        [docker_binary(), "image", "inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}', reference],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    value = result.stdout.strip()
-    return value if result.returncode == 0 and value and value != "<no value>" else None

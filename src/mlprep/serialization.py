@@ -58,7 +58,3 @@ def dumps(obj: Any, _dumps: Callable[..., bytes] = orjson.dumps) -> bytes:
     """Serialise one value to compact JSON bytes."""
     return _dumps(obj, default=_default, option=OPTIONS)
 
-
-def to_jsonable(obj: Any) -> Any:
-    """A value made only of JSON types (for error reports and dead letters)."""
-    return orjson.loads(dumps(obj))

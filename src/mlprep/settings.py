@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import Field
@@ -76,8 +75,3 @@ class Settings(BaseSettings):
     model_version: str | None = None
     preprocessing_type: str | None = None
 
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings (read once)."""
-    return Settings()

@@ -123,5 +123,3 @@ class BuildQueue:
             sink.flush()
             self.store.update(build_id, finished_at=now(), seconds=round(time.monotonic() - begin, 3), **fields)
 
-
-__all__ = ["RUNNING", "BuildQueue"]
