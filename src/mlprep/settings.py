@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     output_topic: str | None = None
     input_format: Literal["avro", "json"] = "json"
     output_format: Literal["json", "avro"] = "json"
-    consumer_group_id: str = "mlprep-preprocessing"
+    consumer_group_id: str | None = None  # default per front end: mlprep-preprocessing, mlprep-bridge
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     output_avro_schema_path: str | None = None
     output_avro_framing: Literal["schemaless", "container"] = "schemaless"
@@ -74,4 +74,3 @@ class Settings(BaseSettings):
     model_name: str | None = None
     model_version: str | None = None
     preprocessing_type: str | None = None
-

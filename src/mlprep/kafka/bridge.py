@@ -15,10 +15,8 @@ from typing import Any
 import httpx
 from confluent_kafka import Message
 
-from mlprep.errors import MlprepError
-from mlprep.kafka import config
 from mlprep.kafka.framing import MessageDecoder, MessageEncoder
-from mlprep.kafka.loop import BatchLoop, Outgoing, dead_letter
+from mlprep.kafka.loop import BatchLoop, Outgoing, dead_letter, stream_loop, stream_topics
 from mlprep.kafka.processor import decode_batch
 from mlprep.serialization import dumps
 from mlprep.settings import Settings
@@ -101,24 +99,10 @@ class BridgeHandler:
 
 
 def build_bridge(settings: Settings) -> BatchLoop:
-    if not settings.input_topic or not settings.output_topic:
-        raise MlprepError("the bridge needs INPUT_TOPIC and OUTPUT_TOPIC")
-    decoder = MessageDecoder(
-        settings.input_format, settings.input_avro_framing, settings.avro_schema_path, settings.schema_registry_url
-    )
+    _, _, dead = stream_topics(settings, "the bridge")
     encoder = MessageEncoder(settings.output_format, settings.output_avro_schema_path, settings.output_avro_framing)
-    dead_topic = settings.dead_letter_topic or f"{settings.input_topic}-dlq"
-    handler = BridgeHandler(settings, decoder, encoder, dead_topic)
-    group = settings.consumer_group_id if settings.consumer_group_id != "mlprep-preprocessing" else "mlprep-bridge"
-    return BatchLoop(
-        "bridge",
-        settings.input_topic,
-        handler,
-        config.consumer(settings, group),
-        config.producer(settings),
-        settings.batch_size,
-        settings.batch_timeout_ms,
-    )
+    handler = BridgeHandler(settings, MessageDecoder.from_settings(settings), encoder, dead)
+    return stream_loop("bridge", settings, handler, "mlprep-bridge")
 
 
 def run_bridge(settings: Settings) -> int:

@@ -24,11 +24,11 @@ def common(settings: Settings) -> dict[str, Any]:
     return config
 
 
-def consumer(settings: Settings, group_id: str | None = None) -> dict[str, Any]:
+def consumer(settings: Settings, group_id: str) -> dict[str, Any]:
     """Manual commits only (after the produced records are acknowledged): at-least-once."""
     return {
         **common(settings),
-        "group.id": group_id or settings.consumer_group_id,
+        "group.id": group_id,
         "auto.offset.reset": settings.auto_offset_reset,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,

@@ -24,6 +24,7 @@ from mlprep.codecs.avro import MAGIC, load_schema
 from mlprep.core import CUTOUT_FIELDS
 from mlprep.errors import MlprepError
 from mlprep.serialization import dumps
+from mlprep.settings import Settings
 
 _HEADER = fastavro.parse_schema(HEADER_SCHEMA)
 FRAMINGS = ("auto", "container", "schemaless", "key-schema", "confluent")
@@ -49,6 +50,13 @@ class MessageDecoder:
         self._writer_schemas: dict[bytes, Any] = {}
         self._registry: dict[int, Any] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MessageDecoder:
+        """INPUT_FORMAT, INPUT_AVRO_FRAMING, AVRO_SCHEMA_PATH, SCHEMA_REGISTRY_URL."""
+        return cls(
+            settings.input_format, settings.input_avro_framing, settings.avro_schema_path, settings.schema_registry_url
+        )
 
     def decode(self, value: bytes | None, key: bytes | None = None) -> list[Any]:
         """The records of one message (a container may hold several)."""

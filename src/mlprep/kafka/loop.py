@@ -16,6 +16,8 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from mlprep.errors import MlprepError
+from mlprep.kafka import config
+from mlprep.settings import Settings
 
 log = logging.getLogger("mlprep.kafka")
 Headers = list[tuple[str, bytes]]
@@ -45,6 +47,26 @@ def dead_letter(topic: str, message: Message, stage: str, error: str) -> Outgoin
         ("mlprep-source-offset", str(message.offset()).encode()),
     ]
     return Outgoing(topic, message.value() or b"", message.key(), headers, dead=True)
+
+
+def stream_topics(settings: Settings, what: str) -> tuple[str, str, str]:
+    """INPUT_TOPIC, OUTPUT_TOPIC and the dead-letter topic (default ``<INPUT_TOPIC>-dlq``)."""
+    if not settings.input_topic or not settings.output_topic:
+        raise MlprepError(f"{what} needs INPUT_TOPIC and OUTPUT_TOPIC")
+    return settings.input_topic, settings.output_topic, settings.dead_letter_topic or f"{settings.input_topic}-dlq"
+
+
+def stream_loop(name: str, settings: Settings, handler: Handler, default_group: str) -> BatchLoop:
+    """The loop of a front end from INPUT_TOPIC, in CONSUMER_GROUP_ID (else ``default_group``)."""
+    return BatchLoop(
+        name,
+        settings.input_topic or "",
+        handler,
+        config.consumer(settings, settings.consumer_group_id or default_group),
+        config.producer(settings),
+        settings.batch_size,
+        settings.batch_timeout_ms,
+    )
 
 
 class DeliveryError(MlprepError):

@@ -13,10 +13,8 @@ import uvicorn
 from confluent_kafka import Message
 
 from mlprep.core import Preprocessor, describe_exception, records_of
-from mlprep.errors import MlprepError
-from mlprep.kafka import config
 from mlprep.kafka.framing import DecodeError, MessageDecoder, MessageEncoder
-from mlprep.kafka.loop import BatchLoop, Headers, Outgoing, dead_letter
+from mlprep.kafka.loop import BatchLoop, Headers, Outgoing, dead_letter, stream_loop, stream_topics
 from mlprep.settings import Settings
 
 log = logging.getLogger("mlprep.kafka")
@@ -92,27 +90,14 @@ def provenance_headers(pre: Preprocessor, settings: Settings) -> Headers:
 
 
 def build_processor(settings: Settings, pre: Preprocessor) -> BatchLoop:
-    if not settings.input_topic or not settings.output_topic:
-        raise MlprepError("the stream processor needs INPUT_TOPIC and OUTPUT_TOPIC")
-    decoder = MessageDecoder(
-        settings.input_format, settings.input_avro_framing, settings.avro_schema_path, settings.schema_registry_url
-    )
+    _, target, dead = stream_topics(settings, "the stream processor")
     encoder = MessageEncoder(
         settings.output_format, settings.output_avro_schema_path, settings.output_avro_framing, settings.skip_cutouts
     )
-    dead_topic = settings.dead_letter_topic or f"{settings.input_topic}-dlq"
     handler = PreprocessHandler(
-        pre, decoder, encoder, settings.output_topic, dead_topic, provenance_headers(pre, settings)
+        pre, MessageDecoder.from_settings(settings), encoder, target, dead, provenance_headers(pre, settings)
     )
-    return BatchLoop(
-        "processor",
-        settings.input_topic,
-        handler,
-        config.consumer(settings),
-        config.producer(settings),
-        settings.batch_size,
-        settings.batch_timeout_ms,
-    )
+    return stream_loop("processor", settings, handler, "mlprep-preprocessing")
 
 
 def serve_with_processor(settings: Settings, pre: Preprocessor, host: str, port: int) -> int:
