@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -57,7 +57,7 @@ def run_batch(
     fail_fast = options.on_error == "fail"
     show_progress = options.progress if options.progress is not None else err.isatty()
     progress: Progress | None = None
-    with ExitStack() as stack:
+    with contextlib.ExitStack() as stack:
         dead = stack.enter_context(open(options.dead_letter, "ab")) if options.dead_letter else None
         chunks = _chunks(sources or [STDIN], options)
         for chunk, result in process_in_order(pre, chunks, options.workers, fail_fast):
@@ -104,22 +104,10 @@ def _chunks(sources: list[str], options: BatchOptions) -> Iterator[Chunk]:
             yield Chunk(_name(source), "record", 1, records=[], fatal=failure, idle=True)
 
 
-class _KeepOpen:
-    """stdin as a context manager that does not close it."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self.stream = stream
-
-    def __enter__(self) -> BinaryIO:
-        return self.stream
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _open(source: str):  # type: ignore[no-untyped-def]
+def _open(source: str) -> contextlib.AbstractContextManager[BinaryIO]:
+    """The input as a context manager; stdin is not closed."""
     if source == STDIN:
-        return _KeepOpen(sys.stdin.buffer)
+        return contextlib.nullcontext(sys.stdin.buffer)
     return open(source, "rb")
 
 

@@ -87,4 +87,3 @@ def image_size(reference: str) -> int:
         check=False,
     )
     return int(result.stdout.strip()) if result.returncode == 0 and result.stdout.strip().isdigit() else 0
-

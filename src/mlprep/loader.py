@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from mlprep.errors import (
     MissingDependencyError,
     PreprocessingFunctionError,
@@ -154,14 +156,10 @@ def _find_requirements(path: Path) -> Path | None:
 def _read_metadata(folder: Path) -> dict[str, str]:
     """``run_info.json`` written next to the code by ``mlprep fetch`` (run id, model, version)."""
     info = folder / "run_info.json"
-    if not info.is_file():
-        return {}
-    import orjson
-
     try:
         data = orjson.loads(info.read_bytes())
-    except orjson.JSONDecodeError:
+    except (OSError, orjson.JSONDecodeError):
         return {}
-    return (
-        {str(k): str(v) for k, v in data.items() if isinstance(v, str | int | float)} if isinstance(data, dict) else {}
-    )
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): str(v) for k, v in data.items() if isinstance(v, str | int | float)}

@@ -57,4 +57,3 @@ def _is_range_index(series: Any) -> bool:
 def dumps(obj: Any, _dumps: Callable[..., bytes] = orjson.dumps) -> bytes:
     """Serialise one value to compact JSON bytes."""
     return _dumps(obj, default=_default, option=OPTIONS)
-

@@ -45,7 +45,7 @@ def process_in_order(
     with context.Pool(workers, initializer=_init_worker, initargs=args) as pool:
         pending: deque[tuple[Chunk, AsyncResult[ChunkResult]]] = deque()
         for chunk in _pieces(chunks):
-            pending.append((chunk, pool.apply_async(_work, (_lightweight(chunk), fail_fast))))
+            pending.append((chunk, pool.apply_async(_work, (chunk, fail_fast))))
             limit = 0 if chunk.idle else 2 * workers
             while len(pending) > limit:
                 done, result = pending.popleft()
@@ -75,10 +75,3 @@ def _pieces(chunks: Iterable[Chunk]) -> Iterator[Chunk]:
                 idle=chunk.idle and last,
                 offset=chunk.offset,
             )
-
-
-def _lightweight(chunk: Chunk) -> Chunk:
-    """What a worker needs of a chunk (no fatal failure, which the main process handles)."""
-    if chunk.fatal is None:
-        return chunk
-    return Chunk(chunk.source, chunk.unit, chunk.first, chunk.lines, chunk.records)

@@ -122,4 +122,3 @@ class BuildQueue:
         finally:
             sink.flush()
             self.store.update(build_id, finished_at=now(), seconds=round(time.monotonic() - begin, 3), **fields)
-
