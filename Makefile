@@ -5,16 +5,23 @@ PY := $(VENV)/bin/python
 LINTED := src tests benchmarks runner examples scripts build_scripts pipelines setup_mlflow_local.py \
 	generate_sample_data.py
 
-.PHONY: venv test lint demo bench clean
+.PHONY: venv workshop-venvs test lint demo bench clean
 
 venv:
 	@bash scripts/venv.sh dev
 
+# The workshop (pipelines/workshop, notebooks) needs Prefect and Dagster, which pin fastapi and
+# SQLAlchemy below what the runner's dev tools use, and Airflow needs its own: two more cached venvs.
+workshop-venvs:
+	@bash scripts/venv.sh workshop .venv-workshop
+	@bash scripts/venv.sh airflow .venv-airflow
+
 lint: venv
 	$(VENV)/bin/ruff check $(LINTED)
 
-test: lint
-	$(PY) -m pytest -q
+test: lint workshop-venvs
+	$(PY) -m pytest -q --ignore=tests/workshop
+	.venv-workshop/bin/python -m pytest -q tests/workshop
 
 demo: venv
 	$(PY) scripts/demo.py
@@ -23,4 +30,4 @@ bench: venv
 	bash scripts/bench.sh
 
 clean:
-	rm -rf .venv .demo .pytest_cache .ruff_cache
+	rm -rf .venv .venv-workshop .venv-airflow .venv-bench .demo .pytest_cache .ruff_cache .airflow_home .dagster_home

@@ -14,8 +14,10 @@ if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   exit 1
 fi
 # Only what defines the environment counts: dependencies, Python version, this script, the extras.
-deps=$("$py" -c 'import json, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]
-print(json.dumps([p.get("dependencies"), p.get("optional-dependencies"), p.get("requires-python")], sort_keys=True))')
+# Other extras do not count, so adding one does not rebuild every environment.
+deps=$("$py" -c 'import json, sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]
+extras = {name: p.get("optional-dependencies", {}).get(name) for name in sys.argv[1].split(",")}
+print(json.dumps([p.get("dependencies"), extras, p.get("requires-python")], sort_keys=True))' "$extras")
 key=$( { echo "$deps"; cat scripts/venv.sh; "$py" -V; echo "$extras"; } | sha256sum | cut -c1-16)
 cache="${MLPREP_CACHE:-$HOME/.cache/mlprep}/venvs/$key"
 if [ ! -f "$cache/.complete" ]; then

@@ -14,10 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import pytest
-from conftest import ROOT, free_port
 
+from mlprep.errors import MlprepError
+from mlprep.services import free_port, stop_group, wait_http
+
+ROOT = Path(__file__).resolve().parent.parent
 BASE_IMAGE = os.environ.get("MLPREP_TEST_BASE_IMAGE", "mlprep-base:3.11-bookworm")
 STATE = Path(tempfile.gettempdir()) / "mlprep-test-infra"
 STATE.mkdir(exist_ok=True)
@@ -84,64 +86,60 @@ def ensure_base_image() -> str:
     return BASE_IMAGE
 
 
+def start_server(name: str, command: list[str], folder: Path, health_url: str, env: dict[str, str]) -> subprocess.Popen:
+    """A server in its own process group, logging to ``folder``; the test fails (with the log) unless it answers."""
+    process = subprocess.Popen(
+        command,
+        stdout=(folder / "server.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=env,
+    )
+    try:
+        wait_http(health_url, timeout=120, process=process)
+    except MlprepError as error:
+        stop_server(process, None)
+        pytest.fail(f"{name}: {error}\n{(folder / 'server.log').read_text()[-3000:]}")
+    return process
+
+
+def stop_server(process: subprocess.Popen, folder: Path | None) -> None:
+    stop_group(process, timeout=20)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class MlflowServer:
     """``mlflow server`` on sqlite with a local artifact root, on a loopback port, in its own group."""
 
-    def __init__(self) -> None:
+    def __init__(self, serve_artifacts: bool = False) -> None:
+        """``serve_artifacts``: clients send artifacts over HTTP (as in the workshop stack), not to a path."""
         self.folder = Path(tempfile.mkdtemp(prefix="mlprep-mlflow-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        log = (self.folder / "server.log").open("wb")
         env = {
             **os.environ,
             "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
             "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
             "MLFLOW_WEBHOOK_CACHE_TTL": "1",
         }
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{self.folder}/mlflow.db",
-                "--default-artifact-root",
-                str(self.folder / "artifacts"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                "1",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
+        artifacts = (
+            ["--artifacts-destination", str(self.folder / "artifacts"), "--serve-artifacts"]
+            if serve_artifacts
+            else ["--default-artifact-root", str(self.folder / "artifacts")]
         )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"mlflow server exited:\n{(self.folder / 'server.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.5)
-        self.stop()
-        pytest.fail("mlflow server did not answer /health within 120 s")
+        command = [
+            *[sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.folder}/mlflow.db"],
+            *artifacts,
+            *["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+        ]
+        self.process = start_server("mlflow server", command, self.folder, f"{self.url}/health", env)
 
     def env(self) -> dict[str, str]:
         return {"MLFLOW_TRACKING_URI": self.url}
 
     def stop(self) -> None:
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        shutil.rmtree(self.folder, ignore_errors=True)
+        stop_server(self.process, self.folder)
 
 
 def create_example_run(server: MlflowServer, model_name: str, version: str = "v1") -> str:

@@ -72,12 +72,18 @@ class Split:
 
 
 def load_and_split(path: str | Path, test_size_ratio: float = 0.2, random_state: int = RANDOM_STATE) -> Split:
-    """Raw features and target, split stratified on the target."""
+    """Raw features and target of a CSV file, split stratified on the target."""
+    return split(pd.read_csv(path), test_size_ratio, random_state, source=str(path))
+
+
+def split(
+    frame: pd.DataFrame, test_size_ratio: float = 0.2, random_state: int = RANDOM_STATE, source: str = "the table"
+) -> Split:
+    """A customer table's raw features and target, split stratified on the target."""
     if not 0 < test_size_ratio < 1:
         raise ValueError(f"test_size_ratio must be between 0 and 1, not {test_size_ratio}")
-    frame = pd.read_csv(path)
     if TARGET not in frame.columns:
-        raise ValueError(f"{path} has no {TARGET!r} column (columns: {', '.join(frame.columns)})")
+        raise ValueError(f"{source} has no {TARGET!r} column (columns: {', '.join(frame.columns)})")
     x, y = frame.drop(columns=[TARGET]), frame[TARGET].astype(int)
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=test_size_ratio, random_state=random_state, stratify=y

@@ -8,6 +8,21 @@ from typing import Any
 from churn import data, features, model, tracking
 
 
+def training_params(
+    model_type: str, C: float, n_estimators: int, max_depth: int | None, test_size_ratio: float, rows: int
+) -> dict[str, Any]:
+    """The parameters every orchestrator logs with a training run, under the same names."""
+    return {
+        "model_type": model_type,
+        "C": C,
+        "n_estimators": n_estimators,
+        "max_depth": max_depth,
+        "test_size_ratio": test_size_ratio,
+        "random_state": data.RANDOM_STATE,
+        "rows": rows,
+    }
+
+
 def run_training(
     data_path: str | Path,
     model_name: str = "churn",
@@ -24,15 +39,9 @@ def run_training(
     x_train, x_test = features.transform_frame(split.x_train), features.transform_frame(split.x_test)
     estimator = model.train(x_train, split.y_train, model_type, C, n_estimators, max_depth)
     metrics = model.evaluate(estimator, x_test, split.y_test)
-    params = {
-        "model_type": model_type,
-        "C": C,
-        "n_estimators": n_estimators,
-        "max_depth": max_depth,
-        "test_size_ratio": test_size_ratio,
-        "random_state": data.RANDOM_STATE,
-        "rows": len(split.x_train) + len(split.x_test),
-    }
+    params = training_params(
+        model_type, C, n_estimators, max_depth, test_size_ratio, len(split.x_train) + len(split.x_test)
+    )
     run = tracking.log_training_run(estimator, x_train, metrics, params, experiment_name, model_name)
     version = tracking.register(run, model_name)
     promotion = tracking.promote(model_name, version, threshold=threshold)

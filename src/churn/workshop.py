@@ -1,0 +1,117 @@
+"""What the workshop's orchestrator files share: where the data and MLflow are, a flaky source, alerts.
+
+The Prefect, Dagster and Airflow files of ``pipelines/workshop`` wrap the steps of this package in
+their own tasks and assets; this module holds the few helpers that are about the workshop itself, so
+the three orchestrators stay comparable line for line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+
+from churn import data
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DATA = ROOT / "data" / "customer_data.csv"
+STACK_MLFLOW = "http://localhost:{port}"
+
+
+def data_path() -> Path:
+    """``CHURN_DATA_PATH`` or ``data/customer_data.csv``; the seeded table is written if it is missing."""
+    path = Path(os.environ.get("CHURN_DATA_PATH", DEFAULT_DATA))
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data.generate().to_csv(path, index=False)
+    return path
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=1) as response:  # noqa: S310 (fixed http URL)
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI if set; else the Docker stack's MLflow if it answers; else a local sqlite file.
+
+    Students start the stack (``docker compose up -d``) and see their runs in its UI without setting
+    anything; without Docker the workshop still runs, on ``mlflow.db`` in the current folder.
+    """
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    stack = STACK_MLFLOW.format(port=os.environ.get("MLFLOW_PORT", "5000"))
+    return stack if _answers(stack) else f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def configure_mlflow(experiment: str) -> str:
+    """Point MLflow at ``tracking_uri()`` and the given experiment; returns the URI used."""
+    import mlflow
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+    return uri
+
+
+class FlakySource:
+    """A customer API that fails now and then, as real ones do (timeouts, rate limits).
+
+    ``failures`` first calls fail, then calls succeed; with ``failure_rate`` set instead, each call
+    fails at random. The counter lives in the instance, so a retry sees the next call.
+    """
+
+    def __init__(self, path: Path, failures: int = 2, failure_rate: float = 0.0) -> None:
+        self.path, self.failures, self.failure_rate, self.calls = path, failures, failure_rate, 0
+
+    def fetch(self) -> pd.DataFrame:
+        self.calls += 1
+        if self.calls <= self.failures or random.random() < self.failure_rate:  # noqa: S311 (a simulation)
+            raise ConnectionError(f"customer API unavailable (call {self.calls}): 503 Service Unavailable")
+        return pd.read_csv(self.path)
+
+
+def _post(url: str, payload: dict) -> None:
+    request = urllib.request.Request(  # noqa: S310 (the URL is the user's own webhook)
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        response.read()
+
+
+def notify(message: str) -> list[str]:
+    """Post ``message`` to DISCORD_WEBHOOK_URL and SLACK_WEBHOOK_URL (each if set); returns who got it.
+
+    A notification that fails is reported, never raised: an alert must not fail the pipeline it reports on.
+    """
+    sent = []
+    for channel, variable, payload in (
+        ("discord", "DISCORD_WEBHOOK_URL", {"content": message}),
+        ("slack", "SLACK_WEBHOOK_URL", {"text": message}),
+    ):
+        url = os.environ.get(variable)
+        if not url:
+            continue
+        try:
+            _post(url, payload)
+            sent.append(channel)
+        except (OSError, urllib.error.URLError) as error:
+            print(f"notification to {channel} failed: {error}")
+    return sent
+
+
+def report(results: list[tuple[str, bool, str]]) -> int:
+    """Print an exercise check (done, or what is missing); returns how many are still to do."""
+    for title, done, hint in results:
+        print(f"{'✅' if done else '❌'} {title}" + ("" if done else f"\n     -> {hint}"))
+    missing = sum(not done for _, done, _ in results)
+    print(f"\n{len(results) - missing}/{len(results)} exercices terminés" + (" — bravo !" if not missing else ""))
+    return missing
