@@ -24,12 +24,18 @@ STACK_MLFLOW = "http://localhost:{port}"
 
 
 def data_path() -> Path:
-    """``CHURN_DATA_PATH`` or ``data/customer_data.csv``; the seeded table is written if it is missing."""
-    path = Path(os.environ.get("CHURN_DATA_PATH", DEFAULT_DATA))
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data.generate().to_csv(path, index=False)
-    return path
+    """``CHURN_DATA_PATH``, else ``data/customer_data.csv`` (the seeded table is written if that one is missing)."""
+    given = os.environ.get("CHURN_DATA_PATH")
+    if given:
+        if not Path(given).is_file():
+            raise FileNotFoundError(
+                f"CHURN_DATA_PATH={given}: no such file (python generate_sample_data.py --out {given} writes one)"
+            )
+        return Path(given)
+    if not DEFAULT_DATA.exists():
+        DEFAULT_DATA.parent.mkdir(parents=True, exist_ok=True)
+        data.generate().to_csv(DEFAULT_DATA, index=False)
+    return DEFAULT_DATA
 
 
 def _answers(url: str) -> bool:

@@ -83,6 +83,13 @@ def test_exercises_checker_lists_what_is_missing_and_passes_the_reference(worksh
     assert plain.returncode == 0, plain.stderr[-3000:]
 
 
+def test_deploy_without_a_server_says_what_to_do(workshop_env):
+    env = {**workshop_env, "PREFECT_API_URL": ""}
+    result = run_script(REFERENCE, "deploy", env=env)
+    assert result.returncode == 1
+    assert "PREFECT_API_URL n'est pas défini" in result.stderr and "docker compose up -d" in result.stderr
+
+
 def _deployment(api: str) -> dict:
     response = httpx.get(f"{api}/deployments/name/churn-training-pipeline/churn-retrain-every-2-min", timeout=10)
     response.raise_for_status()

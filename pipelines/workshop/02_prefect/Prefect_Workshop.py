@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
@@ -106,8 +107,13 @@ def part2(failures: int = 2, fast: bool = False) -> dict[str, int]:
 # Partie 3 — Efficacité : cache du feature engineering, modèles entraînés en parallèle.
 # ---------------------------------------------------------------------------------------------------
 def content_key(context: Any, parameters: dict[str, Any]) -> str:
-    """La clé de cache : le contenu de la table, pas son nom. Mêmes données -> même résultat."""
+    """La clé de cache : le contenu de la table (pas son nom) et le code des features.
+
+    Mêmes données et même code -> même résultat : on le relit. Un fichier modifié, ou une feature
+    ajoutée dans churn/features.py, change la clé : on recalcule.
+    """
     digest = hashlib.sha256(pd.util.hash_pandas_object(parameters["raw"], index=True).values.tobytes())
+    digest.update(Path(features.__file__).read_bytes())
     return f"churn-features-{digest.hexdigest()}"
 
 
@@ -331,6 +337,15 @@ def deploy(interval_seconds: float, cron: str, pool: str, serve: bool) -> str:
 
         serve_deployments(deployment)
         return deployment.name
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        # Sans serveur, Prefect en démarrerait un temporaire : le déploiement disparaîtrait avec ce script.
+        raise SystemExit(
+            "PREFECT_API_URL n'est pas défini : aucun serveur Prefect où enregistrer le déploiement.\n"
+            "Démarrez la stack (docker compose up -d) puis : export PREFECT_API_URL=http://localhost:4200/api\n"
+            "(ou, sans serveur : deploy --serve, qui exécute les runs planifiés depuis ce terminal)."
+        )
     ensure_work_pool(pool)
     deployment_id = deployment.apply(work_pool_name=pool)
     print(
