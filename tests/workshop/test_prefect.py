@@ -151,3 +151,32 @@ def test_deployment_schedule_runs_by_itself_on_the_worker(workshop_env, prefect_
     if not _completed_scheduled_runs(api, deployment["id"]):
         pytest.fail(f"no scheduled run completed within 150 s:\n{(tmp_path / 'worker.log').read_text()[-3000:]}")
     assert _mlflow_runs(mlflow_client) > before  # each scheduled run is a new MLflow run
+
+
+def test_deploy_serve_runs_the_schedule_from_the_terminal(workshop_env, prefect_server, tmp_path):
+    """Without a worker: `deploy --serve` registers the deployment and runs its scheduled runs itself."""
+    env = {**os.environ, **workshop_env}
+    served = subprocess.Popen(
+        [sys.executable, str(REFERENCE), "deploy", "--serve", "--interval", "5"],
+        stdout=(tmp_path / "serve.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert served.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            try:
+                deployment = _deployment(prefect_server.api)
+            except httpx.HTTPStatusError:
+                deployment = None
+            served_here = deployment is not None and deployment["work_pool_name"] is None
+            if served_here and _completed_scheduled_runs(prefect_server.api, deployment["id"]):
+                break
+            time.sleep(2)
+        else:
+            pytest.fail(f"no served run completed within 120 s:\n{(tmp_path / 'serve.log').read_text()[-3000:]}")
+    finally:
+        os.killpg(served.pid, signal.SIGINT)  # Ctrl+C, as the student stops it
+        served.wait(timeout=60)

@@ -5,7 +5,7 @@
     python pipelines/workshop/02_prefect/Prefect_Workshop.py part3    # efficacité : cache, parallélisme
     python pipelines/workshop/02_prefect/Prefect_Workshop.py part4    # flexibilité : paramètres typés, sous-flows
     python pipelines/workshop/02_prefect/Prefect_Workshop.py part5    # pipeline complet + MLflow
-    python pipelines/workshop/02_prefect/Prefect_Workshop.py deploy   # partie 6 : automatisation
+    python pipelines/workshop/02_prefect/Prefect_Workshop.py deploy   # partie 6 : automatisation (alias : part6)
     python pipelines/workshop/02_prefect/Prefect_Workshop.py part7    # notifications Discord / Slack
 
 Le code métier (données, features, modèle, registre) vient du paquet ``churn`` : Prefect ne fait
@@ -335,6 +335,9 @@ def deploy(interval_seconds: float, cron: str, pool: str, serve: bool) -> str:
     if serve:
         from prefect import serve as serve_deployments
 
+        # Chaque run s'exécute dans un sous-processus qui importe Prefect_Workshop : ce dossier doit y être visible.
+        here = str(Path(__file__).resolve().parent)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
         serve_deployments(deployment)
         return deployment.name
     from prefect.settings import PREFECT_API_URL
@@ -364,13 +367,13 @@ def main(argv: list[str] | None = None) -> int:
     retry = commands.add_parser("part2")
     retry.add_argument("--failures", type=int, default=2, help="échecs de l'API avant qu'elle réponde")
     retry.add_argument("--fast", action="store_true", help="délais de retry à 0 s")
-    deployer = commands.add_parser("deploy", help="partie 6 : déploiement planifié")
+    deployer = commands.add_parser("deploy", aliases=["part6"], help="partie 6 : déploiement planifié")
     deployer.add_argument("--interval", type=float, default=120, help="secondes entre deux exécutions (120)")
     deployer.add_argument("--cron", default="0 6 * * *", help="planification cron de production (en pause)")
     deployer.add_argument("--pool", default=WORK_POOL, help="work pool du worker")
     deployer.add_argument("--serve", action="store_true", help="exécuter ici, sans worker (Ctrl+C pour arrêter)")
     args = parser.parse_args(argv)
-    if args.command == "deploy":
+    if args.command in ("deploy", "part6"):
         deploy(args.interval, args.cron, args.pool, args.serve)
         return 0
     result = part2(args.failures, args.fast) if args.command == "part2" else globals()[args.command]()
