@@ -70,6 +70,10 @@ def test_definitions_and_schedule_load(reference):
     schedule = defs.get_schedule_def("churn_training_schedule")
     assert schedule.cron_schedule == "*/2 * * * *"
     assert schedule.job_name == "churn_training_job"
+    from dagster import build_schedule_context
+
+    tick = schedule.evaluate_tick(build_schedule_context())  # what the daemon does every 2 minutes
+    assert len(tick.run_requests) == 1
     job = defs.resolve_job_def("churn_training_job")
     assert len(job.asset_layer.executable_asset_keys) == 6
     # Dependencies come from parameter names.
