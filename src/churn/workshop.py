@@ -8,13 +8,14 @@ the three orchestrators stay comparable line for line.
 from __future__ import annotations
 
 import json
-import os
 import random
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pandas as pd
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from churn import data
 
@@ -23,9 +24,29 @@ DEFAULT_DATA = ROOT / "data" / "customer_data.csv"
 STACK_MLFLOW = "http://localhost:{port}"
 
 
+class WorkshopSettings(BaseSettings):
+    """The workshop's environment variables, typed: a wrong value is named when a script starts."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    mlflow_tracking_uri: str | None = None
+    mlflow_port: int = Field(5000, ge=1, le=65535, description="the Docker stack's MLflow port on this machine")
+    churn_data_path: Path | None = None
+    # Webhook URLs carry their token: never printed.
+    discord_webhook_url: SecretStr | None = None
+    slack_webhook_url: SecretStr | None = None
+    workshop_expensive_seconds: float = Field(2.0, ge=0, description="simulated cost of the feature step")
+    workshop_failure_rate: float = Field(0.3, ge=0, le=1, description="how often the exercises' source fails")
+
+
+def settings() -> WorkshopSettings:
+    """Read now (not at import), so a script sees the environment it runs in."""
+    return WorkshopSettings()
+
+
 def data_path() -> Path:
     """``CHURN_DATA_PATH``, else ``data/customer_data.csv`` (the seeded table is written if that one is missing)."""
-    given = os.environ.get("CHURN_DATA_PATH")
+    given = settings().churn_data_path
     if given:
         if not Path(given).is_file():
             raise FileNotFoundError(
@@ -52,9 +73,10 @@ def tracking_uri() -> str:
     Students start the stack (``docker compose up -d``) and see their runs in its UI without setting
     anything; without Docker the workshop still runs, on ``mlflow.db`` in the current folder.
     """
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    stack = STACK_MLFLOW.format(port=os.environ.get("MLFLOW_PORT", "5000"))
+    config = settings()
+    if config.mlflow_tracking_uri:
+        return config.mlflow_tracking_uri
+    stack = STACK_MLFLOW.format(port=config.mlflow_port)
     return stack if _answers(stack) else f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
@@ -98,14 +120,14 @@ def notify(message: str) -> list[str]:
 
     A notification that fails is reported, never raised: an alert must not fail the pipeline it reports on.
     """
-    sent = []
-    for channel, variable, payload in (
-        ("discord", "DISCORD_WEBHOOK_URL", {"content": message}),
-        ("slack", "SLACK_WEBHOOK_URL", {"text": message}),
+    config, sent = settings(), []
+    for channel, secret, payload in (
+        ("discord", config.discord_webhook_url, {"content": message}),
+        ("slack", config.slack_webhook_url, {"text": message}),
     ):
-        url = os.environ.get(variable)
-        if not url:
+        if secret is None or not secret.get_secret_value():
             continue
+        url = secret.get_secret_value()
         try:
             _post(url, payload)
             sent.append(channel)

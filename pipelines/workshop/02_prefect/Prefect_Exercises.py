@@ -16,7 +16,6 @@ import argparse
 import ast
 import importlib
 import inspect
-import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -29,9 +28,7 @@ from churn import data, features, model, pipeline, tracking, workshop
 EXPERIMENT = "churn-prefect-exercises"
 MODEL_NAME = "churn-prefect-exercises"
 # L'API clients répond mal : une fois sur trois, elle échoue (WORKSHOP_FAILURE_RATE pour changer).
-SOURCE = workshop.FlakySource(
-    workshop.data_path(), failures=0, failure_rate=float(os.environ.get("WORKSHOP_FAILURE_RATE", "0.3"))
-)
+SOURCE = workshop.FlakySource(workshop.data_path(), failures=0, failure_rate=workshop.settings().workshop_failure_rate)
 
 # TODO 1 (tasks et flow) : importez `flow` et `task` de prefect, puis décorez chaque étape avec
 #   @task et le pipeline avec @flow. Relancez `run` : le pipeline apparaît dans l'UI Prefect.

@@ -44,7 +44,7 @@ WORK_POOL = "workshop-pool"
 DEPLOYMENT = "churn-retrain-every-2-min"
 # Ce que "coûte" le feature engineering dans la vraie vie (jointures, agrégations...) : de quoi voir
 # l'effet du cache.
-EXPENSIVE_SECONDS = float(os.environ.get("WORKSHOP_EXPENSIVE_SECONDS", "2"))
+EXPENSIVE_SECONDS = workshop.settings().workshop_expensive_seconds
 ModelType = Literal["logistic_regression", "random_forest"]
 
 
@@ -289,7 +289,10 @@ def part7() -> dict[str, str]:
         "success": churn_training_pipeline(return_state=True).name,
         "failure": churn_training_pipeline(test_size_ratio=1.5, return_state=True).name,
     }
-    configured = [name for name in ("DISCORD_WEBHOOK_URL", "SLACK_WEBHOOK_URL") if os.environ.get(name)]
+    config = workshop.settings()
+    configured = [
+        name for name, url in (("Discord", config.discord_webhook_url), ("Slack", config.slack_webhook_url)) if url
+    ]
     print(f"états : {sent} ; webhooks configurés : {configured or 'aucun (voir .env.example)'}")
     return sent
 
