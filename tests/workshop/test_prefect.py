@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -109,6 +110,29 @@ def _completed_scheduled_runs(api: str, deployment_id: str) -> list[dict]:
     return [run for run in response.json() if "auto-scheduled" in run["tags"]]
 
 
+def completed_scheduled_ids(api: str) -> set[str]:
+    """The deployment's completed runs that its schedule created (none while it is not registered)."""
+    try:
+        return {run["id"] for run in _completed_scheduled_runs(api, _deployment(api)["id"])}
+    except httpx.HTTPStatusError:
+        return set()
+
+
+def in_background(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def await_scheduled_run(api: str, runner: subprocess.Popen, log: Path, already: set[str], timeout: float) -> None:
+    """Return once a scheduled run not in ``already`` has completed; fail (with ``log``) otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if completed_scheduled_ids(api) - already:
+            return
+        assert runner.poll() is None, log.read_text()[-3000:]
+        time.sleep(2)
+    pytest.fail(f"no scheduled run completed within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
 def _mlflow_runs(client) -> int:
     experiment = client.get_experiment_by_name("churn-prefect")
     return len(client.search_runs([experiment.experiment_id])) if experiment else 0
@@ -127,60 +151,28 @@ def test_deployment_schedule_runs_by_itself_on_the_worker(workshop_env, prefect_
     before = _mlflow_runs(mlflow_client)
 
     # Nobody triggers anything: the worker polls the pool and runs what the schedule created.
-    env = {
-        **os.environ,
-        **workshop_env,
-        "PYTHONPATH": str(PREFECT),
-        "PREFECT_WORKER_QUERY_SECONDS": "2",
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "workshop-pool", "--type", "process"],
-        stdout=(tmp_path / "worker.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
+    env = {**os.environ, **workshop_env, "PYTHONPATH": str(PREFECT), "PREFECT_WORKER_QUERY_SECONDS": "2"}
+    log = tmp_path / "worker.log"
+    worker = in_background(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "workshop-pool", "--type", "process"], env, log
     )
     try:
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline and not _completed_scheduled_runs(api, deployment["id"]):
-            assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
-            time.sleep(2)
+        await_scheduled_run(api, worker, log, set(), timeout=150)
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=30)
-    if not _completed_scheduled_runs(api, deployment["id"]):
-        pytest.fail(f"no scheduled run completed within 150 s:\n{(tmp_path / 'worker.log').read_text()[-3000:]}")
     assert _mlflow_runs(mlflow_client) > before  # each scheduled run is a new MLflow run
 
 
 def test_deploy_serve_runs_the_schedule_from_the_terminal(workshop_env, prefect_server, tmp_path):
     """Without a worker: `deploy --serve` registers the deployment and runs its scheduled runs itself."""
-    env = {**os.environ, **workshop_env}
-    api = prefect_server.api
-    try:  # runs completed before (by a worker, in an earlier test) do not count
-        already = {run["id"] for run in _completed_scheduled_runs(api, _deployment(api)["id"])}
-    except httpx.HTTPStatusError:
-        already = set()
-    served = subprocess.Popen(
-        [sys.executable, str(REFERENCE), "deploy", "--serve", "--interval", "5"],
-        stdout=(tmp_path / "serve.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
+    already = completed_scheduled_ids(prefect_server.api)  # those of a worker, in an earlier test, do not count
+    log = tmp_path / "serve.log"
+    served = in_background(
+        [sys.executable, str(REFERENCE), "deploy", "--serve", "--interval", "5"], {**os.environ, **workshop_env}, log
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert served.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            try:
-                done = {run["id"] for run in _completed_scheduled_runs(api, _deployment(api)["id"])} - already
-            except httpx.HTTPStatusError:  # not registered yet
-                done = set()
-            if done:
-                break
-            time.sleep(2)
-        else:
-            pytest.fail(f"no served run completed within 120 s:\n{(tmp_path / 'serve.log').read_text()[-3000:]}")
+        await_scheduled_run(prefect_server.api, served, log, already, timeout=120)
     finally:
         os.killpg(served.pid, signal.SIGINT)  # Ctrl+C, as the student stops it
         served.wait(timeout=60)

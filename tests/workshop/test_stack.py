@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
 import yaml
 from conftest import ROOT, run_script
 from infra import _apt_install, ensure_base_image
-from test_prefect import REFERENCE, _completed_scheduled_runs, _deployment
+from test_prefect import REFERENCE, await_scheduled_run, completed_scheduled_ids, in_background
 
 WORKSHOP_SERVICES = {"mlflow", "prefect-server", "prefect-worker"}
 DAGSTER_SERVICES = {"dagster-webserver", "dagster-daemon"}
@@ -133,45 +132,23 @@ def test_dagster_image_loads_the_workspace(stack_images):
     assert "Validation successful for code location reference" in output
 
 
-def test_worker_image_runs_the_scheduled_deployment(stack_images, workshop_env, prefect_server, mlflow_stack):
+def test_worker_image_runs_the_scheduled_deployment(stack_images, workshop_env, prefect_server, mlflow_stack, tmp_path):
     """The prefect-worker container, pointed at the servers (by host network here, by name in the stack)."""
     deployed = run_script(REFERENCE, "deploy", "--interval", "10", env=workshop_env)
     assert deployed.returncode == 0, deployed.stderr[-3000:]
-    deployment = _deployment(prefect_server.api)
-    already = {run["id"] for run in _completed_scheduled_runs(prefect_server.api, deployment["id"])}
+    already = completed_scheduled_ids(prefect_server.api)
     name = f"workshop-worker-{os.getpid()}"
-    worker = subprocess.Popen(
-        [
-            "docker",
-            "run",
-            "--rm",
-            "--name",
-            name,
-            "--network",
-            "host",
-            "-e",
-            f"PREFECT_API_URL={prefect_server.api}",
-            "-e",
-            f"MLFLOW_TRACKING_URI={mlflow_stack.url}",
-            "-e",
-            "PREFECT_WORKER_QUERY_SECONDS=2",
-            stack_images["prefect-worker"],
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    command = ["docker", "run", "--rm", "--name", name, "--network", "host"]
+    for variable, value in (
+        ("PREFECT_API_URL", prefect_server.api),
+        ("MLFLOW_TRACKING_URI", mlflow_stack.url),
+        ("PREFECT_WORKER_QUERY_SECONDS", "2"),
+    ):
+        command += ["-e", f"{variable}={value}"]
+    log = tmp_path / "worker.log"
+    worker = in_background([*command, stack_images["prefect-worker"]], dict(os.environ), log)
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            done = {run["id"] for run in _completed_scheduled_runs(prefect_server.api, deployment["id"])} - already
-            if done:
-                break
-            assert worker.poll() is None, worker.stdout.read().decode()[-3000:]
-            time.sleep(2)
-        else:
-            subprocess.run(["docker", "stop", name], capture_output=True, check=False)
-            log = worker.communicate()[0].decode()[-3000:]
-            pytest.fail(f"the containerised worker ran no scheduled flow within 180 s:\n{log}")
+        await_scheduled_run(prefect_server.api, worker, log, already, timeout=180)
     finally:
         subprocess.run(["docker", "stop", "-t", "10", name], capture_output=True, check=False)
         worker.wait(timeout=60)

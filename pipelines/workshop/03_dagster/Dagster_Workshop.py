@@ -27,6 +27,7 @@ from dagster import (
     Definitions,
     MaterializeResult,
     MetadataValue,
+    Output,
     ScheduleDefinition,
     asset,
     define_asset_job,
@@ -117,15 +118,14 @@ def trained_model(
 
 @asset(group_name=GROUP)
 def model_evaluation(
-    context: AssetExecutionContext,
-    trained_model: Any,
-    customer_features: dict[str, pd.DataFrame],
-    customer_split: data.Split,
-) -> dict[str, float]:
-    """Les métriques sur le jeu de test, visibles (et tracées dans le temps) dans l'UI."""
+    trained_model: Any, customer_features: dict[str, pd.DataFrame], customer_split: data.Split
+) -> Output[dict[str, float]]:
+    """Les métriques sur le jeu de test, visibles (et tracées dans le temps) dans l'UI.
+
+    Autre façon d'attacher des métadonnées : renvoyer un ``Output`` (valeur + métadonnées).
+    """
     metrics = model.evaluate(trained_model, customer_features["test"], customer_split.y_test)
-    context.add_output_metadata({name: round(value, 4) for name, value in metrics.items()})
-    return metrics
+    return Output(metrics, metadata={name: round(value, 4) for name, value in metrics.items()})
 
 
 @asset(group_name=GROUP)
