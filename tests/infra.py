@@ -86,15 +86,16 @@ def ensure_base_image() -> str:
     return BASE_IMAGE
 
 
+def start_background(command: list[str], log: Path, env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
+    """A long-running process in its own process group (stop it with ``stop_server``), output to ``log``."""
+    return subprocess.Popen(
+        command, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=cwd
+    )
+
+
 def start_server(name: str, command: list[str], folder: Path, health_url: str, env: dict[str, str]) -> subprocess.Popen:
     """A server in its own process group, logging to ``folder``; the test fails (with the log) unless it answers."""
-    process = subprocess.Popen(
-        command,
-        stdout=(folder / "server.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env=env,
-    )
+    process = start_background(command, folder / "server.log", env)
     try:
         wait_http(health_url, timeout=120, process=process)
     except MlprepError as error:

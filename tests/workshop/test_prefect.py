@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import WORKSHOP, last_json, run_script
+from infra import start_background
 
 PREFECT = WORKSHOP / "02_prefect"
 REFERENCE = PREFECT / "Prefect_Workshop.py"
@@ -118,10 +119,6 @@ def completed_scheduled_ids(api: str) -> set[str]:
         return set()
 
 
-def in_background(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-
 def await_scheduled_run(api: str, runner: subprocess.Popen, log: Path, already: set[str], timeout: float) -> None:
     """Return once a scheduled run not in ``already`` has completed; fail (with ``log``) otherwise."""
     deadline = time.monotonic() + timeout
@@ -153,8 +150,8 @@ def test_deployment_schedule_runs_by_itself_on_the_worker(workshop_env, prefect_
     # Nobody triggers anything: the worker polls the pool and runs what the schedule created.
     env = {**os.environ, **workshop_env, "PYTHONPATH": str(PREFECT), "PREFECT_WORKER_QUERY_SECONDS": "2"}
     log = tmp_path / "worker.log"
-    worker = in_background(
-        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "workshop-pool", "--type", "process"], env, log
+    worker = start_background(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "workshop-pool", "--type", "process"], log, env
     )
     try:
         await_scheduled_run(api, worker, log, set(), timeout=150)
@@ -168,8 +165,8 @@ def test_deploy_serve_runs_the_schedule_from_the_terminal(workshop_env, prefect_
     """Without a worker: `deploy --serve` registers the deployment and runs its scheduled runs itself."""
     already = completed_scheduled_ids(prefect_server.api)  # those of a worker, in an earlier test, do not count
     log = tmp_path / "serve.log"
-    served = in_background(
-        [sys.executable, str(REFERENCE), "deploy", "--serve", "--interval", "5"], {**os.environ, **workshop_env}, log
+    served = start_background(
+        [sys.executable, str(REFERENCE), "deploy", "--serve", "--interval", "5"], log, {**os.environ, **workshop_env}
     )
     try:
         await_scheduled_run(prefect_server.api, served, log, already, timeout=120)

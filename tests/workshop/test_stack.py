@@ -10,8 +10,8 @@ import subprocess
 import pytest
 import yaml
 from conftest import ROOT, run_script
-from infra import _apt_install, ensure_base_image
-from test_prefect import REFERENCE, await_scheduled_run, completed_scheduled_ids, in_background
+from infra import _apt_install, ensure_base_image, start_background
+from test_prefect import REFERENCE, await_scheduled_run, completed_scheduled_ids
 
 WORKSHOP_SERVICES = {"mlflow", "prefect-server", "prefect-worker"}
 DAGSTER_SERVICES = {"dagster-webserver", "dagster-daemon"}
@@ -146,7 +146,7 @@ def test_worker_image_runs_the_scheduled_deployment(stack_images, workshop_env, 
     ):
         command += ["-e", f"{variable}={value}"]
     log = tmp_path / "worker.log"
-    worker = in_background([*command, stack_images["prefect-worker"]], dict(os.environ), log)
+    worker = start_background([*command, stack_images["prefect-worker"]], log, dict(os.environ))
     try:
         await_scheduled_run(prefect_server.api, worker, log, already, timeout=180)
     finally:
