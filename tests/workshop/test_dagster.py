@@ -16,6 +16,19 @@ from infra import start_background, stop_server
 DAGSTER = WORKSHOP / "03_dagster"
 
 
+def dagster_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``dagster ARGS`` in the workshop's Dagster folder, as a student (or the webserver) runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "dagster", *args],
+        capture_output=True,
+        text=True,
+        cwd=DAGSTER,
+        env={**os.environ, **env},
+        timeout=180,
+        check=False,
+    )
+
+
 @pytest.fixture
 def dagster_env(workshop_env, monkeypatch):
     for name in ("MLFLOW_TRACKING_URI", "DAGSTER_HOME", "CHURN_DATA_PATH"):
@@ -92,15 +105,7 @@ def test_definitions_and_schedule_load(reference):
 @pytest.mark.parametrize("name", ["Dagster_Workshop.py", "Dagster_Exercises.py"])
 def test_the_webserver_can_load_each_file(name, dagster_env):
     """What the webserver does with workspace.yaml: load the code location (the exercises load too)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "dagster", "definitions", "validate", "-f", name],
-        capture_output=True,
-        text=True,
-        cwd=DAGSTER,
-        env={**os.environ, **dagster_env},
-        timeout=180,
-        check=False,
-    )
+    result = dagster_cli("definitions", "validate", "-f", name, env=dagster_env)
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -124,17 +129,8 @@ def test_the_daemon_runs_churn_training_schedule(dagster_env, tmp_path, mlflow_c
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, **dagster_env, "DAGSTER_HOME": str(home)}
-    cli = [sys.executable, "-m", "dagster"]
     location = ["-f", "Dagster_Workshop.py"]
-    started = subprocess.run(
-        [*cli, "schedule", "start", "churn_training_schedule", *location],
-        capture_output=True,
-        text=True,
-        cwd=DAGSTER,
-        env=env,
-        timeout=180,
-        check=False,
-    )
+    started = dagster_cli("schedule", "start", "churn_training_schedule", *location, env=env)
     assert started.returncode == 0, started.stderr[-3000:]
     daemon = start_background(
         [str(Path(sys.executable).parent / "dagster-daemon"), "run", *location], tmp_path / "daemon.log", env, DAGSTER
