@@ -48,11 +48,11 @@ def data_path() -> Path:
     """``CHURN_DATA_PATH``, else ``data/customer_data.csv`` (the seeded table is written if that one is missing)."""
     given = settings().churn_data_path
     if given:
-        if not Path(given).is_file():
+        if not given.is_file():
             raise FileNotFoundError(
                 f"CHURN_DATA_PATH={given}: no such file (python generate_sample_data.py --out {given} writes one)"
             )
-        return Path(given)
+        return given
     if not DEFAULT_DATA.exists():
         DEFAULT_DATA.parent.mkdir(parents=True, exist_ok=True)
         data.generate().to_csv(DEFAULT_DATA, index=False)
@@ -60,6 +60,8 @@ def data_path() -> Path:
 
 
 def _answers(url: str) -> bool:
+    """Does an MLflow answer 200 on ``url``/health? Stricter than ``mlprep.fetch.check_reachable`` on
+    purpose: any answer is not enough here (macOS's AirPlay, for one, answers 403 on port 5000)."""
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=1) as response:  # noqa: S310 (fixed http URL)
             return response.status == 200

@@ -33,7 +33,6 @@ from prefect import flow, get_run_logger, task
 from prefect.futures import wait
 from prefect.runtime import task_run
 from prefect.schedules import Cron, Interval
-from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, Field, ValidationError
 
 from churn import data, features, model, pipeline, tracking, workshop
@@ -80,14 +79,11 @@ def part1() -> dict[str, float]:
 def load_customer_data(source: workshop.FlakySource) -> pd.DataFrame:
     """Appeler l'API clients ; si elle échoue, Prefect réessaie après 10 s, puis 30 s, puis 60 s.
 
-    Variante : ``retry_delay_seconds=exponential_backoff(backoff_factor=10)`` donne 10, 20, 40 s...
+    Variante calculée (``from prefect.tasks import exponential_backoff``) :
+    ``retry_delay_seconds=exponential_backoff(backoff_factor=10)`` donne 10, 20, 40 s...
     """
     get_run_logger().info("tentative n°%d", task_run.run_count)
     return source.fetch()
-
-
-# Le même backoff, calculé : 10 s, 20 s, 40 s (à utiliser quand le nombre de retries change).
-BACKOFF = exponential_backoff(backoff_factor=10)
 
 
 @flow(name="part2-resilience", log_prints=True)
@@ -279,10 +275,6 @@ def churn_training_pipeline(
     return {"run_id": run.run_id, "version": version, "metrics": metrics, "promotion": promotion}
 
 
-def part5(**parameters: Any) -> dict[str, Any]:
-    return churn_training_pipeline(**parameters)
-
-
 def part7() -> dict[str, str]:
     """Un succès, puis un vrai échec (un paramètre impossible) : chacun déclenche son hook."""
     sent = {
@@ -379,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("deploy", "part6"):
         deploy(args.interval, args.cron, args.pool, args.serve)
         return 0
-    result = part2(args.failures, args.fast) if args.command == "part2" else globals()[args.command]()
+    parts = {"part1": part1, "part3": part3, "part4": part4, "part5": churn_training_pipeline, "part7": part7}
+    result = part2(args.failures, args.fast) if args.command == "part2" else parts[args.command]()
     print(json.dumps(result, ensure_ascii=False, default=str))  # la dernière ligne : le résultat, en JSON
     return 0
 
