@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     api_access_log: bool = False
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1)
 
+    # Limits: what one record, one request and one batch may cost before it is refused with a clear error.
+    max_record_bytes: int = Field(32 * 1024 * 1024, ge=1, description="Largest record (decoded or encoded)")
+    max_batch_records: int = Field(100_000, ge=1, description="Most records in one /preprocess/batch request")
+    request_timeout_s: float = Field(30.0, gt=0, description="Longest a request may wait for pre_processing")
+
     # Image builds: the default --base-image (e.g. a local `mlprep base-image` for air-gapped hosts).
     mlprep_base_image: str | None = None
 
