@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,6 +102,32 @@ class ProcessServer:
         if self.process.poll() is None:
             self.process.kill() if kill else self.process.terminate()
             self.process.wait(timeout=20)
+
+
+class FakeTracking:
+    """An HTTP server on loopback that says healthy but fails (after ``delay`` s) every MLflow call."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.release = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(handler) -> None:
+                if handler.path != "/health":
+                    self.release.wait(delay)
+                handler.send_response(200 if handler.path == "/health" else 500)
+                handler.end_headers()
+                handler.wfile.write(b"OK" if handler.path == "/health" else b"<html>boom</html>")
+
+            def log_message(handler, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.release.set()
+        self.server.shutdown()
 
 
 class Server(ProcessServer):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import run_cli
+from conftest import FakeTracking, run_cli
 
 
 def test_fetch_root_layout(mlflow_server, example_run, tmp_path):
@@ -93,3 +93,17 @@ def test_invalid_run_id_or_path_is_refused_before_any_request(tmp_path):
     assert "without '..'" in bad_path.stderr.decode()
     absolute = run_cli("fetch", "a" * 32, str(tmp_path / "x"), "--preprocessing-path", "/etc/x.py", env=env)
     assert "must be relative" in absolute.stderr.decode()
+
+
+def test_mlflow_errors_are_shown_without_the_password_of_the_uri(tmp_path):
+    """MLflow's own message names the full URL of the failed call: it is shown redacted."""
+    tracking = FakeTracking()
+    try:
+        uri = f"http://alice:s3cret-pw@127.0.0.1:{tracking.port}"
+        result = run_cli("fetch", "a" * 32, str(tmp_path / "x"), env={"MLFLOW_TRACKING_URI": uri})
+    finally:
+        tracking.stop()
+    err = result.stderr.decode()
+    assert result.returncode == 2
+    assert f"http://***@127.0.0.1:{tracking.port}/api/2.0/mlflow/runs/get" in err
+    assert "s3cret-pw" not in err and "alice" not in err

@@ -84,3 +84,15 @@ def test_credentials_never_leave_a_uri():
         == "https://mlflow.example:5000/path"
     )
     assert without_credentials("sqlite:///tmp/mlflow.db") == "sqlite:///tmp/mlflow.db"
+
+
+def test_one_naming_rule_for_every_image():
+    from mlprep.naming import image_name
+
+    assert image_name("model", "Churn Model", "3") == "model-churn-model-3"
+    for name, version in [("---", "1"), ("m", "--"), ("é", "1")]:
+        with pytest.raises(ValidationError, match="holds no letter or digit"):
+            image_name("preprocessing", name, version)
+    with pytest.raises(ValidationError) as info:
+        image_name("preprocessing", "x" * 100_000, "1")
+    assert len(str(info.value)) < 300  # the refused value is not echoed back whole

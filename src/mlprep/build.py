@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlprep
-from mlprep import docker_cli
+from mlprep import docker_cli, naming
 from mlprep.docker_cli import Log
 from mlprep.errors import MlprepError
 from mlprep.fetch import fetch, tracking_uri
@@ -30,12 +30,11 @@ from mlprep.naming import (
     check_image_reference,
     check_run_id,
     check_tag,
-    sanitize_component,
     without_credentials,
 )
 
-PYTHON_VERSION = re.compile(r"^3\.\d{1,2}$")
-MODEL_SOURCE = re.compile(r"^(models:/[A-Za-z0-9_.@/ -]+|runs:/[A-Za-z0-9_-]+/[A-Za-z0-9_./-]+|m-[0-9a-f]{32})$")
+PYTHON_VERSION = re.compile(r"3\.[0-9]{1,2}")
+MODEL_SOURCE = re.compile(r"models:/[A-Za-z0-9_.@/ -]+|runs:/[A-Za-z0-9_-]+/[A-Za-z0-9_./-]+|m-[0-9a-f]{32}")
 
 
 def _stderr(line: str) -> None:
@@ -64,7 +63,7 @@ def default_base_image(python_version: str) -> str:
 
 
 def check_python_version(version: str) -> str:
-    if not PYTHON_VERSION.match(version):
+    if not PYTHON_VERSION.fullmatch(version):
         raise ValidationError("python_version", f"invalid Python version {version!r}: expected e.g. 3.11")
     return version
 
@@ -234,7 +233,7 @@ def _docker_build(
 
 
 def check_model_source(source: str) -> str:
-    if not isinstance(source, str) or not MODEL_SOURCE.match(source) or ".." in source:
+    if not isinstance(source, str) or not MODEL_SOURCE.fullmatch(source) or ".." in source:
         raise ValidationError(
             "model_source",
             f"invalid model source {source!r}: expected models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/PATH",
@@ -268,8 +267,7 @@ def build_model_image(
     """An image serving the MLflow model's /invocations on port 8080."""
     check_model_source(model_source)
     name, version = model_name_and_version(model_source)
-    image = image_name or f"model-{sanitize_component(name)}-{sanitize_component(version)}"
-    check_image_name(image)
+    image = check_image_name(image_name) if image_name else naming.image_name("model", name, version)
     check_tag(tag)
     check_python_version(python_version)
     if base_image:
@@ -330,7 +328,7 @@ def _model_requirements(model: Path) -> str:
     lines = source.read_text().splitlines() if source.is_file() else []
     out = []
     for line in lines:
-        match = re.match(r"^\s*mlflow\s*(==\s*[\w.]+)?\s*$", line)
+        match = re.fullmatch(r"\s*mlflow\s*(==\s*[\w.]+)?\s*", line)
         out.append(f"mlflow-skinny{match.group(1) or ''}" if match else line)
     if not any(re.match(r"^\s*mlflow-skinny", x) for x in out):
         out.append(f"mlflow-skinny=={_installed_mlflow()}")

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from mlprep import __version__
 from mlprep.errors import MlprepError
+from mlprep.redaction import redact, redact_logs
 from mlprep.settings import Settings
 
 EPILOG_RUN = """examples:
@@ -375,6 +376,7 @@ def _base_image(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mlprep`` console script."""
+    redact_logs()
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -389,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except MlprepError as exc:
-        print(f"mlprep: error: {exc}", file=sys.stderr)
+        print(f"mlprep: error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `mlprep run big.jsonl | head`
         devnull = os.open(os.devnull, os.O_WRONLY)

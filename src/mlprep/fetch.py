@@ -23,6 +23,7 @@ import orjson
 from mlprep.errors import MlprepError
 from mlprep.loader import ENTRY_FILE
 from mlprep.naming import check_artifact_path, check_run_id, without_credentials
+from mlprep.redaction import redact
 
 Log = Callable[[str], None]
 
@@ -177,4 +178,5 @@ def _all_artifacts(client: Any, run_id: str, folder: str | None = None, limit: i
 
 
 def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """The first line of an MLflow error, credentials masked (MLflow's messages hold the full URL)."""
+    return redact(str(exc).strip().splitlines()[0]) if str(exc).strip() else type(exc).__name__

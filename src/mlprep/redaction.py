@@ -3,11 +3,12 @@ goes through ``redact`` first."""
 
 from __future__ import annotations
 
+import logging
 import re
 
-# scheme://user:password@host or scheme://token@host anywhere in a text (the user part stops at
-# whitespace, quotes and the characters that end a URL authority).
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+._\-]*://)(?P<userinfo>[^\s/?#@'\"<>]+)@")
+# scheme://user:password@host or scheme://token@host anywhere in a text. The user part runs to the
+# last '@' before the path (a raw '@' in a password must not leave its tail behind).
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+._\-]*://)(?P<userinfo>[^\s/?#]+)@")
 # query parameters that carry secrets: ?token=…, &password=…, &api_key=…
 _SECRET_QUERY = re.compile(
     r"(?P<name>[?&;](?:[A-Za-z0-9_\-]*(?:token|password|passwd|secret|key|signature|sig|auth|credential)"
@@ -23,3 +24,28 @@ def redact(text: str) -> str:
         return text
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", text)
     return _SECRET_QUERY.sub(lambda m: f"{m['name']}={MASK}", text)
+
+
+
+def redact_logs() -> None:
+    """Mask URL credentials in every log record this process creates, whatever logger or handler
+    (uvicorn's, confluent-kafka's, MLflow's) writes it, tracebacks included."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "redacting", False):
+        return
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        message = record.getMessage()
+        safe = redact(message)
+        if safe != message:
+            record.msg, record.args = safe, None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(_FORMATTER.formatException(record.exc_info))
+        return record
+
+    factory.redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+_FORMATTER = logging.Formatter()

@@ -18,6 +18,7 @@ import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
 
 from mlprep import __version__, docker_cli
@@ -35,6 +36,7 @@ from mlprep.naming import (
     check_tag,
     without_credentials,
 )
+from mlprep.redaction import redact, redact_logs
 from mlprep.settings import Settings
 
 Status = Literal["pending", "running", "success", "failed", "cancelled"]
@@ -56,15 +58,19 @@ class BuildRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    run_id: str = Field(..., examples=["e6c1131f4673449aa688ed1ffc3abbbe"])
-    image_name: str = Field(AUTO, description="image name, or 'auto' for {type}-{model_name}-{version}")
-    tag: str = "latest"
-    preprocessing_path: str = "preprocessing.py"
-    python_version: str = "3.11"
-    base_image: str | None = Field(None, description="FROM image; default MLPREP_BASE_IMAGE or python:<v>-slim")
-    dockerfile: str | None = Field(None, description="name of one of the project's docker/ files")
-    model_source: str | None = Field(None, description="also build the model image: models:/NAME/VERSION ...")
-    model_image_name: str | None = None
+    run_id: str = Field(..., max_length=64, examples=["e6c1131f4673449aa688ed1ffc3abbbe"])
+    image_name: str = Field(AUTO, max_length=255, description="image name, or 'auto' for {type}-{model_name}-{version}")
+    tag: str = Field("latest", max_length=128)
+    preprocessing_path: str = Field("preprocessing.py", max_length=1024)
+    python_version: str = Field("3.11", max_length=8)
+    base_image: str | None = Field(
+        None, max_length=512, description="FROM image; default MLPREP_BASE_IMAGE or python:<v>-slim"
+    )
+    dockerfile: str | None = Field(None, max_length=128, description="name of one of the project's docker/ files")
+    model_source: str | None = Field(
+        None, max_length=1024, description="also build the model image: models:/NAME/VERSION ..."
+    )
+    model_image_name: str | None = Field(None, max_length=255)
     no_cache: bool = False
 
     @field_validator(*_FIELD_CHECKS, mode="after")
@@ -92,8 +98,12 @@ class BuildAccepted(BaseModel):
     message: str
 
 
+MAX_BODY_BYTES = 64 * 1024  # a build request or a webhook event is a few hundred bytes
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    redact_logs()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -113,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Builds the Docker images of MLflow runs (preprocessing) and models.",
     )
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
     def authorised(request: Request) -> None:
         token = settings.build_api_token
@@ -129,12 +140,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def enqueue(fields: dict[str, Any], trigger: str) -> tuple[dict[str, Any], bool]:
         """A new pending build, or the active one of the same run, image and tag (no second build)."""
         fields["base_image"] = fields.get("base_image") or settings.mlprep_base_image
-        existing = store().active_for(fields["run_id"], fields["tag"], fields["image_name"])
-        if existing is not None:
-            return existing, False
-        record = store().create(fields, trigger)
-        app.state.queue.submit(record["id"])
-        return record, True
+        record, new = store().create_unless_active(fields, trigger)
+        if new:
+            app.state.queue.submit(record["id"])
+        return record, new
 
     def request_fields(body: BuildRequest) -> dict[str, Any]:
         fields = body.model_dump()
@@ -200,11 +209,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(404, f"build {record['id']} was deleted while it ran")
         return JSONResponse(_public(final, with_log=True))  # "status" and "error" tell how it ended
 
-    @app.get("/builds", summary="List builds, newest first")
+    @app.get("/builds", dependencies=[Depends(authorised)], summary="List builds, newest first")
     async def list_builds(status: Status | None = Query(None)) -> list[dict[str, Any]]:  # noqa: B008
         return [_public(b) for b in await run_in_threadpool(store().list, status)]
 
-    @app.get("/builds/{build_id}", summary="A build: status, image, timings, error and log")
+    @app.get(
+        "/builds/{build_id}",
+        dependencies=[Depends(authorised)],
+        summary="A build: status, image, timings, error and log",
+    )
     async def get_build(build_id: str, tail: int | None = Query(None, ge=1, le=100_000)) -> dict[str, Any]:
         record = await run_in_threadpool(store().get, build_id)
         if record is None:
@@ -215,7 +228,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def delete_build(build_id: str) -> dict[str, Any]:
         if await run_in_threadpool(store().get, build_id) is None:
             raise HTTPException(404, f"no build {build_id}")
-        cancelled = await run_in_threadpool(app.state.queue.cancel, build_id)
+        # No waiting for a running build to stop: it is told to, and its outcome goes nowhere.
+        cancelled = await run_in_threadpool(app.state.queue.cancel, build_id, 0)
         await run_in_threadpool(store().delete, build_id)
         return {"build_id": build_id, "cancelled": cancelled, "deleted": True}
 
@@ -256,15 +270,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if wanted is None:
             event = f"{payload.get('entity')}.{payload.get('action')}" if isinstance(payload, dict) else "?"
             return JSONResponse({"status": "ignored", "event": event})
-        fields = {
-            **wanted,
-            "tag": "latest",
-            "preprocessing_path": "preprocessing.py",
-            "python_version": "3.11",
-            "dockerfile": None,
-            "no_cache": 0,
-        }
-        record, new = await run_in_threadpool(enqueue, fields, trigger)
+        try:  # the same checks as a build requested by hand (image names made from model names)
+            request = BuildRequest(**wanted)
+        except PydanticValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise HTTPException(422, f"the event asks for a build that is refused: {problems}")
+        record, new = await run_in_threadpool(enqueue, request_fields(request), trigger)
         return JSONResponse(
             {
                 "status": "accepted" if new else "already-active",
@@ -283,8 +294,11 @@ def _bearer_matches(request: Request, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(provided.strip().encode(), token.encode())
 
 
+_PRIVATE = ("id", "log", "active_key")
+
+
 def _public(record: dict[str, Any], with_log: bool = False, tail: int | None = None) -> dict[str, Any]:
-    out = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in record.items() if k not in ("id", "log")}
+    out = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in record.items() if k not in _PRIVATE}
     out = {"build_id": record["id"], **out, "no_cache": bool(record.get("no_cache"))}
     if with_log:
         log = record.get("log") or ""
@@ -296,9 +310,9 @@ def _docker_state() -> dict[str, Any]:
     try:
         return {"ok": True, "engine": docker_cli.engine_version()}
     except (MlprepError, OSError) as exc:
-        return {"ok": False, "error": str(exc)}
+        return {"ok": False, "error": redact(str(exc))}
     except Exception as exc:  # timeouts of the CLI
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return {"ok": False, "error": redact(f"{type(exc).__name__}: {exc}")}
 
 
 def _mlflow_state() -> dict[str, Any]:
@@ -314,5 +328,31 @@ def _database_state(store: BuildStore) -> dict[str, Any]:
     try:
         store.list(limit=1)
     except Exception as exc:
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return {"ok": False, "error": redact(f"{type(exc).__name__}: {exc}")}
     return {"ok": True, "url": without_credentials(store.url)}
+
+
+class BodyLimit:
+    """Refuse bodies over ``limit`` bytes with 413, whether announced (Content-Length) or streamed."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        message = f"request body over {self.limit} bytes: build requests and events are small"
+        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.limit:
+            return await JSONResponse({"detail": message}, 413)(scope, receive, send)
+        seen = 0
+
+        async def limited() -> dict[str, Any]:
+            nonlocal seen
+            received = await receive()
+            seen += len(received.get("body", b""))
+            if seen > self.limit:  # a chunked body that lied by omission: the handler answers 413
+                raise HTTPException(413, message)
+            return received
+
+        await self.app(scope, limited, send)

@@ -19,14 +19,19 @@ from sqlalchemy import (
     create_engine,
     delete,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 
+from mlprep.redaction import redact
+
 PENDING, RUNNING, SUCCESS, FAILED, CANCELLED = "pending", "running", "success", "failed", "cancelled"
 STATUSES = (PENDING, RUNNING, SUCCESS, FAILED, CANCELLED)
 ACTIVE = (PENDING, RUNNING)
+FINAL = (SUCCESS, FAILED, CANCELLED)
 LOG_LIMIT = 256 * 1024  # characters of build log kept (the end)
 
 metadata = MetaData()
@@ -55,6 +60,9 @@ builds = Table(
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
     Column("seconds", Float),
+    # "run_id image_name:tag" while the build is pending or running, NULL after: the unique index makes
+    # "one active build per run, image and tag" hold under concurrent requests, not only check-then-insert.
+    Column("active_key", String(512), unique=True),
 )
 deliveries = Table(
     "webhook_deliveries",
@@ -78,8 +86,22 @@ class BuildStore:
             options["connect_args"] = {"check_same_thread": False, "timeout": 30}
         self.engine = create_engine(self.url, **options)
         metadata.create_all(self.engine)
+        self._add_active_key()
 
-    def create(self, fields: dict[str, Any], trigger: str) -> dict[str, Any]:
+    def _add_active_key(self) -> None:
+        """Databases made by earlier versions lack ``active_key``: add it (and its unique index)."""
+        if "active_key" in {c["name"] for c in inspect(self.engine).get_columns("builds")}:
+            return
+        with self.engine.begin() as db:
+            db.execute(text("ALTER TABLE builds ADD COLUMN active_key VARCHAR(512)"))
+            db.execute(text("CREATE UNIQUE INDEX ix_builds_active_key ON builds (active_key)"))
+
+    def create_unless_active(self, fields: dict[str, Any], trigger: str) -> tuple[dict[str, Any], bool]:
+        """A new pending build, or the active build of the same run, image and tag (``False``).
+
+        Atomic: of concurrent identical requests exactly one inserts, the others get its build.
+        """
+        key = f"{fields['run_id']} {fields['image_name']}:{fields['tag']}"
         row = {
             **fields,
             "id": secrets.token_hex(6),
@@ -87,10 +109,19 @@ class BuildStore:
             "trigger": trigger,
             "created_at": now(),
             "log": "",
+            "active_key": key,
         }
-        with self.engine.begin() as db:
-            db.execute(insert(builds).values(**row))
-        return self.get(row["id"])  # type: ignore[return-value]
+        for _ in range(5):  # the active build may end between the refused insert and the lookup
+            try:
+                with self.engine.begin() as db:
+                    db.execute(insert(builds).values(**row))
+                return self.get(row["id"]), True  # type: ignore[return-value]
+            except IntegrityError:
+                with self.engine.connect() as db:
+                    existing = db.execute(select(builds).where(builds.c.active_key == key)).mappings().first()
+                if existing is not None:
+                    return dict(existing), False
+        raise RuntimeError(f"could not record a build of {key}")
 
     def get(self, build_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as db:
@@ -104,19 +135,12 @@ class BuildStore:
         with self.engine.connect() as db:
             return [dict(r) for r in db.execute(query).mappings()]
 
-    def active_for(self, run_id: str, tag: str, image_name: str) -> dict[str, Any] | None:
-        """The pending or running build of the same run, image and tag, if any."""
-        query = select(builds).where(
-            builds.c.run_id == run_id,
-            builds.c.tag == tag,
-            builds.c.image_name == image_name,
-            builds.c.status.in_(ACTIVE),
-        )
-        with self.engine.connect() as db:
-            row = db.execute(query).mappings().first()
-        return dict(row) if row else None
-
     def update(self, build_id: str, **fields: Any) -> None:
+        """Change a build; a final status frees its run, image and tag; errors are stored redacted."""
+        if fields.get("status") in FINAL:
+            fields["active_key"] = None
+        if fields.get("error"):
+            fields["error"] = redact(fields["error"])
         with self.engine.begin() as db:
             db.execute(update(builds).where(builds.c.id == build_id).values(**fields))
 
@@ -130,10 +154,11 @@ class BuildStore:
             )
         return result.rowcount == 1
 
-    def append_log(self, build_id: str, text: str) -> None:
+    def append_log(self, build_id: str, lines: str) -> None:
         with self.engine.begin() as db:
             current = db.execute(select(builds.c.log).where(builds.c.id == build_id)).scalar() or ""
-            db.execute(update(builds).where(builds.c.id == build_id).values(log=(current + text)[-LOG_LIMIT:]))
+            log = (current + redact(lines))[-LOG_LIMIT:]
+            db.execute(update(builds).where(builds.c.id == build_id).values(log=log))
 
     def delete(self, build_id: str) -> bool:
         with self.engine.begin() as db:
@@ -147,6 +172,7 @@ class BuildStore:
                 .where(builds.c.status == RUNNING)
                 .values(
                     status=FAILED,
+                    active_key=None,
                     finished_at=now(),
                     error="interrupted: the build API stopped while this build was running",
                 )

@@ -10,16 +10,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlprep.build import MODEL_SOURCE
-from mlprep.naming import check_run_id, sanitize_component
+from mlprep.naming import ValidationError, check_run_id, image_name
 
 SIGNATURE = "x-mlflow-signature"
 TIMESTAMP = "x-mlflow-timestamp"
 DELIVERY_ID = "x-mlflow-delivery-id"
+TIMESTAMP_FORMAT = re.compile(r"[0-9]{1,12}")  # ASCII only: str.isdigit() takes '²' and int() then fails
+DELIVERY_ID_FORMAT = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 class WebhookRejected(Exception):
@@ -41,8 +44,10 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, tolerance: int,
         raise WebhookRejected(
             401, "unsigned delivery: X-MLflow-Signature, X-MLflow-Timestamp and X-MLflow-Delivery-Id are required"
         )
-    if not timestamp.isdigit():
-        raise WebhookRejected(401, "X-MLflow-Timestamp is not a Unix timestamp")
+    if not TIMESTAMP_FORMAT.fullmatch(timestamp):
+        raise WebhookRejected(401, "X-MLflow-Timestamp is not a Unix timestamp (seconds, ASCII digits)")
+    if not DELIVERY_ID_FORMAT.fullmatch(delivery_id):
+        raise WebhookRejected(401, "X-MLflow-Delivery-Id is not an id (up to 128 letters, digits, '-', '_', '.')")
     age = (time.time() if now is None else now) - int(timestamp)
     if abs(age) > tolerance:
         raise WebhookRejected(
@@ -98,11 +103,14 @@ def builds_for(payload: Any, resolve: Callable[[str, str, str], str | None] | No
         check_run_id(str(run_id))
     except ValueError as exc:
         raise WebhookRejected(422, str(exc))
-    model_source = source if MODEL_SOURCE.match(source) and ".." not in source else f"models:/{name}/{version}"
-    suffix = f"{sanitize_component(str(name))}-{sanitize_component(str(version))}"
+    model_source = source if MODEL_SOURCE.fullmatch(source) and ".." not in source else f"models:/{name}/{version}"
+    try:
+        names = {kind: image_name(kind, name, version) for kind in ("preprocessing", "model")}
+    except ValidationError as exc:
+        raise WebhookRejected(422, str(exc))
     return {
         "run_id": str(run_id),
-        "image_name": f"preprocessing-{suffix}",
+        "image_name": names["preprocessing"],
         "model_source": model_source,
-        "model_image_name": f"model-{suffix}",
+        "model_image_name": names["model"],
     }
