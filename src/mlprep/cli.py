@@ -7,12 +7,10 @@ import os
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from mlprep import __version__
 from mlprep.errors import MlprepError
 from mlprep.redaction import redact, redact_logs
-from mlprep.settings import Settings
+from mlprep.settings import Settings, load_settings
 
 EPILOG_RUN = """examples:
   echo '{"test": "data"}' | mlprep run
@@ -378,10 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mlprep`` console script."""
     redact_logs()
     try:
-        settings = Settings()
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
-        print(f"mlprep: error: invalid environment variable: {problems}", file=sys.stderr)
+        settings = load_settings()
+    except MlprepError as exc:
+        print(f"mlprep: error: {exc}", file=sys.stderr)
         return 2
     parser = build_parser(settings)
     args = parser.parse_args(argv)

@@ -2,16 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import orjson
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from mlprep.errors import MlprepError
+
+PREFIX = "MLPREP_"
+# A list setting takes what users write: `a,b,c` as well as the JSON list `["a", "b", "c"]`.
+CommaList = Annotated[list[str], NoDecode]
+
+
+class SettingsProblem(MlprepError):
+    """An environment variable holds a value its setting cannot take; the message names both."""
 
 
 class Settings(BaseSettings):
-    """Environment variables (case-insensitive) of the runner, the REST API and the batch mode."""
+    """Environment variables of the runner, its front ends and the build side.
+
+    Each setting is read from its plain name (``API_PORT``) or the same name with the ``MLPREP_`` prefix
+    (``MLPREP_API_PORT``), the prefixed one first; names are case-insensitive.
+    """
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        prefixed = EnvSettingsSource(settings_cls, env_prefix=PREFIX, case_sensitive=False)
+        return init_settings, prefixed, env_settings, dotenv_settings, file_secret_settings
 
     preprocessing_dir: str = Field("preprocessing", description="Folder or .py file with pre_processing")
     avro_schema_path: str | None = Field(None, description="Schema for schemaless Avro input")
@@ -70,7 +105,7 @@ class Settings(BaseSettings):
     api_url: str = "http://localhost:8080"
     api_endpoint: str = "/invocations"
     bridge_payload_format: Literal["dataframe_records", "instances", "inputs"] = "dataframe_records"
-    passthrough_fields: list[str] = Field(default_factory=list)
+    passthrough_fields: CommaList = Field(default_factory=list)
     bridge_max_retries: int = Field(5, ge=0)
     bridge_retry_delay_ms: int = Field(200, ge=1)
 
@@ -79,3 +114,40 @@ class Settings(BaseSettings):
     model_name: str | None = None
     model_version: str | None = None
     preprocessing_type: str | None = None
+
+    @field_validator("passthrough_fields", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f'not a JSON list ({exc}); write a,b,c or ["a", "b"]')
+        return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings of this process, or one line per bad variable naming it and what it expects."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_variable(e['loc'])}: {e['msg']} (got {_shown(e.get('input'))})" for e in exc.errors())
+        raise SettingsProblem(f"invalid environment variable: {problems}") from exc
+    except SettingsError as exc:  # a value that should be JSON (a dict setting) and is not
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = field.group(1).upper() if field else "?"
+        raise SettingsProblem(
+            f"invalid environment variable: {name}: not valid JSON; write it as a JSON object"
+        ) from exc
+
+
+def _variable(location: tuple[Any, ...]) -> str:
+    return ".".join(map(str, location)).upper() if location else "?"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
