@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 try:
-    from mlprep.build_api.app import create_app
+    from mlprep.build.api.app import create_app
 except ModuleNotFoundError:  # from a checkout without installing the package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-    from mlprep.build_api.app import create_app
+    from mlprep.build.api.app import create_app
 
 from mlprep.settings import Settings
 

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from conftest import ROOT, FakeTracking, ProcessServer, free_port
 
-from mlprep.build_api.webhooks import sign
+from mlprep.build.api.webhooks import sign
 
 TOKEN = "t0ken-for-tests"
 SECRET = "webhook-secret-for-tests"

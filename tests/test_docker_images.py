@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -107,7 +108,7 @@ def test_rest_api_in_the_container(built_image, example_run):
         docker("rm", "-f", container)
 
 
-def test_image_metadata_non_root_and_no_mlflow_inside(built_image, example_run, mlflow_server):
+def test_image_metadata_non_root_runtime_only_and_locked(built_image, example_run, mlflow_server):
     labels = json.loads(docker("inspect", "--format", "{{json .Config.Labels}}", built_image).stdout)
     assert labels["io.mlflow.run_id"] == example_run
     assert labels["io.mlflow.model_name"] == "testmodel"
@@ -123,9 +124,20 @@ def test_image_metadata_non_root_and_no_mlflow_inside(built_image, example_run, 
         built_image,
         "python",
         "-c",
-        "import importlib.util as u; print(u.find_spec('mlflow') is None)",
+        "import importlib.util as u; print(u.find_spec('mlflow') is None, u.find_spec('mlprep.build') is None)",
     )
-    assert probe.stdout.strip() == b"True"
+    assert probe.stdout.strip() == b"True True"  # no MLflow, nothing of the build side
+    frozen = docker("run", "--rm", "--network", "host", built_image, "python", "-m", "pip", "freeze").stdout.decode()
+    pins = (line.split("==") for line in frozen.split() if "==" in line)
+    installed = {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins}
+    lock = (ROOT / "src/mlprep/build/docker/runtime.lock").read_text()
+    locked = dict(re.findall(r"^([a-z0-9_.-]+)==([^ \\]+)", lock, re.MULTILINE))
+    for name, version in locked.items():  # the runtime's dependencies are exactly the locked versions
+        assert installed.get(name) == version, (name, installed.get(name), version)
+    legacy = docker(
+        "run", "--rm", "--network", "host", "-i", built_image, "python", "/app/runner/runner.py", stdin=b"{}"
+    )
+    assert legacy.returncode == 0, legacy.stderr
 
 
 def test_code_layout_with_sibling_modules_and_requirements(mlflow_server, example_run, base_image):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlprep.naming import (
+from mlprep.build.naming import (
     ValidationError,
     auto_image_name,
     check_artifact_path,
@@ -87,7 +87,7 @@ def test_credentials_never_leave_a_uri():
 
 
 def test_one_naming_rule_for_every_image():
-    from mlprep.naming import image_name
+    from mlprep.build.naming import image_name
 
     assert image_name("model", "Churn Model", "3") == "model-churn-model-3"
     for name, version in [("---", "1"), ("m", "--"), ("é", "1")]:

@@ -52,7 +52,7 @@ def test_scripts_and_options_exist():
         for option in options:
             assert option in help_text, f"{script} has no option {option}"
     naming = subprocess.run(
-        [sys.executable, "-m", "mlprep.naming", "suffix", "Churn Model", "3"],
+        [sys.executable, "-m", "mlprep.build.naming", "suffix", "Churn Model", "3"],
         capture_output=True,
         text=True,
         check=True,

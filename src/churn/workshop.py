@@ -60,7 +60,7 @@ def data_path() -> Path:
 
 
 def _answers(url: str) -> bool:
-    """Does an MLflow answer 200 on ``url``/health? Stricter than ``mlprep.fetch.check_reachable`` on
+    """Does an MLflow answer 200 on ``url``/health? Stricter than ``mlprep.build.fetch.check_reachable`` on
     purpose: any answer is not enough here (macOS's AirPlay, for one, answers 403 on port 5000)."""
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=1) as response:  # noqa: S310 (fixed http URL)

@@ -130,7 +130,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="the preprocessing file among the run's artifacts, e.g. code/preprocessing.py",
     )
     build.add_argument(
-        "--dockerfile", type=Path, metavar="PATH", help="a Dockerfile of your own (default docker/Dockerfile)"
+        "--dockerfile", type=Path, metavar="PATH", help="a Dockerfile of your own (default: the one mlprep ships)"
     )
     build.add_argument("--no-cache", action="store_true", help="rebuild every layer")
     _image_options(build, settings)
@@ -332,7 +332,7 @@ def _log_to_stderr() -> None:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from mlprep.fetch import fetch
+    from mlprep.build.fetch import fetch
 
     result = fetch(args.run_id, args.dest, args.preprocessing_path)
     print(f"mlprep: fetched {len(result.files)} files of run {args.run_id} into {result.folder}", file=sys.stderr)
@@ -340,7 +340,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from mlprep.build import BuildOptions, build_preprocessing_image
+    from mlprep.build.images import BuildOptions, build_preprocessing_image
 
     options = BuildOptions(
         run_id=args.run_id,
@@ -358,7 +358,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _build_model(args: argparse.Namespace) -> int:
-    from mlprep.build import build_model_image
+    from mlprep.build.images import build_model_image
 
     result = build_model_image(args.model_source, args.image_name, args.tag, args.base_image, args.python_version)
     print(result.reference)
@@ -366,7 +366,7 @@ def _build_model(args: argparse.Namespace) -> int:
 
 
 def _base_image(args: argparse.Namespace) -> int:
-    from mlprep.base_image import build_base_image
+    from mlprep.build.base_image import build_base_image
 
     print(build_base_image(args.python_version, args.tag, args.mirror, args.force))
     return 0

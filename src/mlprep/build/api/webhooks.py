@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mlprep.build import MODEL_SOURCE
-from mlprep.naming import ValidationError, check_run_id, image_name
+from mlprep.build.images import MODEL_SOURCE
+from mlprep.build.naming import ValidationError, check_run_id, image_name
 
 SIGNATURE = "x-mlflow-signature"
 TIMESTAMP = "x-mlflow-timestamp"

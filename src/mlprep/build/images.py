@@ -1,7 +1,8 @@
 """Build Docker images from MLflow: the preprocessing image of a run, and the model image.
 
-The build context is assembled in a temporary folder from the project's ``docker/`` files, the
-``mlprep`` package and the code fetched from the run; ``docker build --network host`` streams its log.
+The build context is assembled in a temporary folder from the Dockerfiles and entrypoints shipped in
+this package (``mlprep/build/docker/``), the runtime part of ``mlprep`` (never this build side), its
+locked dependencies and the code fetched from the run; ``docker build --network host`` streams its log.
 """
 
 from __future__ import annotations
@@ -12,17 +13,14 @@ import sys
 import tempfile
 import threading
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlprep
-from mlprep import docker_cli, naming
-from mlprep.docker_cli import Log
-from mlprep.errors import MlprepError
-from mlprep.fetch import fetch, tracking_uri
-from mlprep.loader import ENTRY_FILE
-from mlprep.naming import (
+from mlprep.build import docker_cli, naming
+from mlprep.build.docker_cli import Log
+from mlprep.build.fetch import fetch, tracking_uri
+from mlprep.build.naming import (
     AUTO,
     ValidationError,
     auto_image_name,
@@ -32,6 +30,8 @@ from mlprep.naming import (
     check_tag,
     without_credentials,
 )
+from mlprep.errors import MlprepError
+from mlprep.loader import ENTRY_FILE
 
 PYTHON_VERSION = re.compile(r"3\.[0-9]{1,2}")
 MODEL_SOURCE = re.compile(r"models:/[A-Za-z0-9_.@/ -]+|runs:/[A-Za-z0-9_-]+/[A-Za-z0-9_./-]+|m-[0-9a-f]{32}")
@@ -41,21 +41,15 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def project_root() -> Path:
-    """The checkout holding docker/ (building images needs the project's files, not only the package)."""
-    root = Path(mlprep.__file__).resolve().parents[2]
-    if not (root / "docker" / "Dockerfile").is_file():
-        raise MlprepError(
-            f"docker/Dockerfile not found under {root}: build images from a checkout of "
-            "mlflow-preprocessing-runner (pip install -e .)"
-        )
-    return root
+DOCKER = Path(__file__).resolve().parent / "docker"  # package data: Dockerfiles, entrypoints, the lock
+PACKAGE = Path(mlprep.__file__).resolve().parent
+RUNTIME_LOCK = DOCKER / "runtime.lock"  # the runtime's dependencies, pinned with hashes (make lock)
+LEFT_OUT = ("build",)  # what images never hold: this build side (MLflow client, Docker access, build API)
 
 
 def dockerfiles() -> dict[str, Path]:
-    """The project's own Dockerfiles by name (what the build API may choose from)."""
-    folder = project_root() / "docker"
-    return {p.name: p for p in sorted(folder.iterdir()) if p.is_file() and p.name.startswith("Dockerfile")}
+    """The Dockerfiles shipped with the package, by name (what the build API may choose from)."""
+    return {p.name: p for p in sorted(DOCKER.iterdir()) if p.is_file() and p.name.startswith("Dockerfile")}
 
 
 def default_base_image(python_version: str) -> str:
@@ -122,7 +116,6 @@ def build_preprocessing_image(
     options.validate()
     begin = time.monotonic()
     docker_cli.engine_version()
-    root = project_root()
     uri = options.tracking_uri or tracking_uri()
     with tempfile.TemporaryDirectory(prefix="mlprep-build-") as scratch:
         context = Path(scratch)
@@ -131,7 +124,7 @@ def build_preprocessing_image(
         image = auto_image_name(fetched.tags) if options.image_name == AUTO else options.image_name
         if not (context / "preprocessing" / "requirements.txt").exists():
             (context / "preprocessing" / "requirements.txt").write_text("")
-        _assemble_runner(root, context)
+        _assemble_runner(context)
         tags = fetched.tags
         base = options.base_image or default_base_image(options.python_version)
         labels = _labels(
@@ -145,7 +138,7 @@ def build_preprocessing_image(
                 "io.mlflow.type": tags.get("type", "preprocessing"),
             },
         )
-        dockerfile = Path(options.dockerfile) if options.dockerfile else root / "docker" / "Dockerfile"
+        dockerfile = Path(options.dockerfile) if options.dockerfile else DOCKER / "Dockerfile"
         log(f"building {image}:{options.tag} from {base}")
         docker_begin = time.monotonic()
         _docker_build(
@@ -168,20 +161,19 @@ def build_preprocessing_image(
     return result
 
 
-def _assemble_runner(root: Path, context: Path) -> None:
-    """Everything of the runner the image needs, beside the fetched preprocessing."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(root / "src" / "mlprep", context / "lib" / "mlprep", ignore=ignore)
-    shutil.copytree(root / "runner", context / "runner", ignore=ignore)
-    shutil.copy2(root / "docker" / "entrypoint.sh", context / "entrypoint.sh")
-    shutil.copy2(root / "docker" / "mlprep", context / "mlprep")
-    (context / "runtime-requirements.txt").write_text("\n".join(runtime_requirements(root)) + "\n")
+def _assemble_runner(context: Path) -> None:
+    """What the image runs, beside the fetched preprocessing: the runtime and its front ends only."""
 
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skipped = {n for n in names if n == "__pycache__" or n.endswith(".pyc")}
+        return skipped | (set(LEFT_OUT) & set(names) if Path(folder) == PACKAGE else set())
 
-def runtime_requirements(root: Path) -> list[str]:
-    """The package's runtime dependencies, as pyproject.toml lists them."""
-    with (root / "pyproject.toml").open("rb") as handle:
-        return list(tomllib.load(handle)["project"]["dependencies"])
+    shutil.copytree(PACKAGE, context / "lib" / "mlprep", ignore=ignore)
+    (context / "runner").mkdir()
+    shutil.copy2(DOCKER / "runner.py", context / "runner" / "runner.py")
+    for name in ("entrypoint.sh", "mlprep"):
+        shutil.copy2(DOCKER / name, context / name)
+    shutil.copy2(RUNTIME_LOCK, context / "runtime.lock")
 
 
 def _labels(image: str, version: str, base: str, uri: str, specific: dict[str, str]) -> dict[str, str]:
@@ -274,7 +266,6 @@ def build_model_image(
         check_image_reference(base_image)
     begin = time.monotonic()
     docker_cli.engine_version()
-    root = project_root()
     uri = uri or tracking_uri()
     import mlflow.artifacts
 
@@ -295,7 +286,7 @@ def build_model_image(
         if not (local / "MLmodel").is_file():
             raise MlprepError(f"{model_source} is not an MLflow model (no MLmodel file)")
         shutil.move(str(local), context / "model")
-        shutil.copy2(root / "docker" / "model-entrypoint.sh", context / "model-entrypoint.sh")
+        shutil.copy2(DOCKER / "model-entrypoint.sh", context / "model-entrypoint.sh")
         (context / "model-requirements.txt").write_text(_model_requirements(context / "model"))
         base = base_image or default_base_image(python_version)
         labels = _labels(
@@ -312,7 +303,7 @@ def build_model_image(
         log(f"building {image}:{tag} from {base}")
         docker_begin = time.monotonic()
         _docker_build(
-            context, root / "docker" / "Dockerfile.model", f"{image}:{tag}", python_version, base, labels, log, cancel
+            context, DOCKER / "Dockerfile.model", f"{image}:{tag}", python_version, base, labels, log, cancel
         )
         docker_seconds = time.monotonic() - docker_begin
     result = BuildResult(

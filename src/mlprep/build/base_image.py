@@ -13,10 +13,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mlprep import docker_cli
-from mlprep.docker_cli import Log
+from mlprep.build import docker_cli
+from mlprep.build.docker_cli import Log
+from mlprep.build.naming import ValidationError, check_image_reference
 from mlprep.errors import MlprepError
-from mlprep.naming import ValidationError, check_image_reference
 
 SUITES = {"3.11": "bookworm", "3.13": "trixie"}
 PACKAGES = "python3,python3-venv,python3-pip,ca-certificates"

@@ -22,12 +22,11 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
 
 from mlprep import __version__, docker_cli
-from mlprep.build import check_model_source, check_python_version, dockerfiles
-from mlprep.build_api.store import ACTIVE, BuildStore, now
-from mlprep.build_api.webhooks import WebhookRejected, builds_for, find_run_id, verify
-from mlprep.errors import MlprepError
-from mlprep.fetch import check_reachable, tracking_uri
-from mlprep.naming import (
+from mlprep.build.api.store import ACTIVE, BuildStore, now
+from mlprep.build.api.webhooks import WebhookRejected, builds_for, find_run_id, verify
+from mlprep.build.fetch import check_reachable, tracking_uri
+from mlprep.build.images import check_model_source, check_python_version, dockerfiles
+from mlprep.build.naming import (
     AUTO,
     check_artifact_path,
     check_image_name,
@@ -36,6 +35,7 @@ from mlprep.naming import (
     check_tag,
     without_credentials,
 )
+from mlprep.errors import MlprepError
 from mlprep.redaction import redact, redact_logs
 from mlprep.settings import Settings
 
@@ -107,7 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from mlprep.build_api.worker import BuildQueue
+        from mlprep.build.api.worker import BuildQueue
 
         store = BuildStore(settings.build_api_database_url)
         queue = BuildQueue(store, settings.max_concurrent_builds)

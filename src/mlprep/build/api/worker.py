@@ -8,8 +8,8 @@ import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from mlprep.build import BuildOptions, build_model_image, build_preprocessing_image, dockerfiles
-from mlprep.build_api.store import CANCELLED, FAILED, PENDING, RUNNING, SUCCESS, BuildStore, now
+from mlprep.build.api.store import CANCELLED, FAILED, PENDING, RUNNING, SUCCESS, BuildStore, now
+from mlprep.build.images import BuildOptions, build_model_image, build_preprocessing_image, dockerfiles
 from mlprep.errors import MlprepError
 
 

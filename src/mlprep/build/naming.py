@@ -137,12 +137,12 @@ def without_credentials(uri: str | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mlprep.naming suffix NAME VERSION``: ``suffix=<name>-<version>`` for CI outputs."""
+    """``python -m mlprep.build.naming suffix NAME VERSION``: ``suffix=<name>-<version>`` for CI outputs."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 3 or args[0] != "suffix":
-        print("usage: python -m mlprep.naming suffix MODEL_NAME MODEL_VERSION", file=sys.stderr)
+        print("usage: python -m mlprep.build.naming suffix MODEL_NAME MODEL_VERSION", file=sys.stderr)
         return 2
     print(f"suffix={image_name('preprocessing', args[1], args[2]).removeprefix('preprocessing-')}")
     return 0

@@ -20,9 +20,9 @@ from typing import Any
 
 import orjson
 
+from mlprep.build.naming import check_artifact_path, check_run_id, without_credentials
 from mlprep.errors import MlprepError
 from mlprep.loader import ENTRY_FILE
-from mlprep.naming import check_artifact_path, check_run_id, without_credentials
 from mlprep.redaction import redact
 
 Log = Callable[[str], None]
