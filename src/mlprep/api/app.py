@@ -6,6 +6,7 @@ and ``pre_processing`` runs in the thread pool so CPU-bound code never blocks th
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from mlprep import __version__
 from mlprep.api.metrics import Metrics
@@ -26,10 +28,13 @@ from mlprep.api.schemas import (
     body_schema,
 )
 from mlprep.core import Preprocessor, describe_exception
+from mlprep.redaction import redact
 from mlprep.serialization import dumps
 from mlprep.settings import Settings
 
 JSON = "application/json"
+CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection before the answer"
+log = logging.getLogger("mlprep.api")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
@@ -53,6 +58,26 @@ class ApiError(Exception):
         return Response(dumps({"error": str(self), "type": self.kind}), status_code=self.status, media_type=JSON)
 
 
+class _RedactCredentials(logging.Filter):
+    """Masks URL credentials in a log record's arguments and traceback (user code's errors can hold URLs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def _install_log_redaction() -> None:
+    for name in ("uvicorn.error", "uvicorn.access", log.name):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactCredentials) for f in logger.filters):
+            logger.addFilter(_RedactCredentials())
+
+
 def create_app(settings: Settings | None = None, preprocessor: Preprocessor | None = None) -> FastAPI:
     """The API around one loaded preprocessing (loaded here from ``PREPROCESSING_DIR`` if not given)."""
     settings = settings or Settings()
@@ -60,6 +85,7 @@ def create_app(settings: Settings | None = None, preprocessor: Preprocessor | No
     metrics = Metrics()
     started = time.time()
     limit = settings.max_body_bytes
+    _install_log_redaction()
     app = FastAPI(
         title="mlprep preprocessing API",
         version=__version__,
@@ -80,6 +106,11 @@ def create_app(settings: Settings | None = None, preprocessor: Preprocessor | No
         except ApiError as exc:
             metrics.observe(endpoint, exc.status, time.perf_counter() - begin, records, 1)
             return exc.response()
+        except ClientDisconnect:
+            # Nobody is left to answer: one line, not the traceback of every dropped connection.
+            log.debug("%s: the client disconnected before sending the whole body", endpoint)
+            metrics.observe(endpoint, CLIENT_CLOSED, time.perf_counter() - begin)
+            return Response(status_code=CLIENT_CLOSED)
         metrics.observe(endpoint, 200, time.perf_counter() - begin, records, errors)
         return Response(body, media_type=JSON)
 
@@ -174,7 +205,7 @@ def _single(pre: Preprocessor, data: Any) -> tuple[bytes, int, int]:
     outputs, failures = pre.apply([data])
     if failures:
         exc = failures[0]
-        raise ApiError(422, f"pre_processing raised {describe_exception(exc)}", type(exc).__name__)
+        raise ApiError(422, f"pre_processing raised {_describe(exc)}", type(exc).__name__)
     try:
         return b'{"result":' + dumps(outputs[0]) + b"}", 1, 0
     except (TypeError, orjson.JSONEncodeError) as exc:
@@ -200,7 +231,7 @@ def _batch(pre: Preprocessor, data: Any) -> tuple[bytes, int, int]:
     for position, value in enumerate(outputs):
         index = indexes[position] if indexes is not None else position
         if failures and position in failures:
-            message = f"pre_processing raised {describe_exception(failures[position])}"
+            message = f"pre_processing raised {_describe(failures[position])}"
             errors.append({"index": index, "stage": "preprocess", "error": message})
             continue
         try:
@@ -211,6 +242,11 @@ def _batch(pre: Preprocessor, data: Any) -> tuple[bytes, int, int]:
         errors.sort(key=lambda e: e["index"])
     body = b'{"results":[' + b",".join(parts) + b'],"errors":' + dumps(errors) + b"}"
     return body, len(data), len(errors)
+
+
+def _describe(exc: BaseException) -> str:
+    """The exception and its place in user code, without the credentials of URLs in its message."""
+    return redact(describe_exception(exc))
 
 
 def _json_type(value: Any) -> str:
