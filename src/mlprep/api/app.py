@@ -8,6 +8,7 @@ the event loop, with a deadline per request (``REQUEST_TIMEOUT_S``).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +40,7 @@ JSON = "application/json"
 CHUNK_RECORDS = 1000
 CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection before the answer"
 log = logging.getLogger("mlprep.api")
+_PARSING = threading.Lock()
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None, preprocessor: Preprocessor | No
     metrics = Metrics()
     started = time.time()
     limit = settings.max_body_bytes
+    max_batch = settings.max_batch_records
     pool = WorkerPool(settings.api_threads, settings.request_timeout_s)
     _install_log_redaction()
     app = FastAPI(
@@ -108,13 +111,18 @@ def create_app(settings: Settings | None = None, preprocessor: Preprocessor | No
     # a dict with "ready": False makes /ready answer 503.
     app.state.health_checks = {}
 
-    async def handle(endpoint: str, request: Request, work: Callable[[Any, Job], tuple[bytes, int, int]]) -> Response:
+    async def handle(
+        endpoint: str,
+        request: Request,
+        work: Callable[[Any, Job], tuple[bytes, int, int]],
+        max_records: int | None = None,
+    ) -> Response:
         begin = time.perf_counter()
         records = errors = 0
         job = Job()
         try:
             raw = await _read_body(request, limit)
-            body, records, errors = await pool.run(lambda job: work(_data_of(raw), job), job)
+            body, records, errors = await pool.run(lambda job: work(_data_of(raw, max_records), job), job)
         except ApiError as exc:
             metrics.observe(endpoint, exc.status, time.perf_counter() - begin, records, 1)
             return exc.response()
@@ -147,9 +155,7 @@ def create_app(settings: Settings | None = None, preprocessor: Preprocessor | No
         responses={200: {"model": BatchResponse}, **_ERRORS},
     )
     async def preprocess_batch(request: Request) -> Response:
-        return await handle(
-            "/preprocess/batch", request, lambda data, job: _batch(pre, data, job, settings.max_batch_records)
-        )
+        return await handle("/preprocess/batch", request, lambda data, job: _batch(pre, data, job), max_batch)
 
     @app.get("/health", summary="Liveness, which preprocessing is loaded, and the state of its threads")
     async def health() -> Response:
@@ -214,15 +220,31 @@ async def _read_body(request: Request, limit: int) -> bytearray:
     return raw
 
 
-def _data_of(raw: bytearray) -> Any:
-    """The ``data`` field of a JSON body; parsed in a pool thread, so only running requests hold objects."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}", "invalid_json")
-    if type(body) is not dict or "data" not in body:
-        raise ApiError(422, 'the body must be a JSON object with a "data" field, e.g. {"data": {...}}', "no_data")
-    return body["data"]
+def _data_of(raw: bytearray, max_records: int | None = None) -> Any:
+    """The ``data`` field of a JSON body, refusing a list of more than ``max_records``.
+
+    Parsed in a pool thread, so only running requests hold the objects, and one body at a time: orjson
+    holds the GIL while parsing anyway, and a batch refused for its size is freed before the next parse.
+    """
+    with _PARSING:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(400, f"request body is not valid JSON: {exc}", "invalid_json")
+        if type(body) is not dict or "data" not in body:
+            raise ApiError(422, 'the body must be a JSON object with a "data" field, e.g. {"data": {...}}', "no_data")
+        data = body.pop("data")
+        del body
+        if max_records is not None and type(data) is list and len(data) > max_records:
+            count = len(data)
+            del data
+            raise ApiError(
+                413,
+                f"the batch has {count} records; the limit is {max_records} (MAX_BATCH_RECORDS): "
+                "send them in several requests",
+                "too_many_records",
+            )
+    return data
 
 
 def _single(pre: Preprocessor, data: Any, job: Job) -> tuple[bytes, int, int]:
@@ -246,7 +268,7 @@ def _single(pre: Preprocessor, data: Any, job: Job) -> tuple[bytes, int, int]:
 ItemError = tuple[int, str, str]  # index, stage, message
 
 
-def _batch(pre: Preprocessor, data: Any, job: Job, max_records: int) -> tuple[bytes, int, int]:
+def _batch(pre: Preprocessor, data: Any, job: Job) -> tuple[bytes, int, int]:
     """The answer to a batch, built chunk by chunk so a request holds little more than its body.
 
     Outputs are encoded a chunk at a time (a small ``bytes`` per record would cost about 4 KiB each)
@@ -254,13 +276,6 @@ def _batch(pre: Preprocessor, data: Any, job: Job, max_records: int) -> tuple[by
     """
     if type(data) is not list:
         raise ApiError(422, f'"data" must be a JSON array of records, not {_json_type(data)}', "invalid_data")
-    if len(data) > max_records:
-        raise ApiError(
-            413,
-            f"the batch has {len(data)} records; the limit is {max_records} (MAX_BATCH_RECORDS): "
-            "send them in several requests",
-            "too_many_records",
-        )
     job.total = len(data)
     errors: list[ItemError] = []
     parts = [b'{"results":[']
