@@ -276,6 +276,7 @@ def _serve(args: argparse.Namespace) -> int:
     from mlprep.api.app import create_app
     from mlprep.core import Preprocessor
 
+    _log_to_stderr()
     settings = Settings()
     os.environ["PREPROCESSING_DIR"] = str(args.preprocessing)
     pre = Preprocessor.load(args.preprocessing, skip_cutouts=settings.skip_cutouts)

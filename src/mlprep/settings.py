@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     max_record_bytes: int = Field(32 * 1024 * 1024, ge=1, description="Largest record (decoded or encoded)")
     max_batch_records: int = Field(100_000, ge=1, description="Most records in one /preprocess/batch request")
     request_timeout_s: float = Field(30.0, gt=0, description="Longest a request may wait for pre_processing")
+    api_threads: int = Field(40, ge=1, description="Threads running pre_processing in one API process")
 
     # Image builds: the default --base-image (e.g. a local `mlprep base-image` for air-gapped hosts).
     mlprep_base_image: str | None = None

@@ -1,11 +1,14 @@
 """REST front end: ``/preprocess``, ``/preprocess/batch``, ``/health``, ``/ready``, ``/metrics``.
 
 Bodies are parsed with orjson rather than pydantic (the models in ``schemas`` only document them),
-and ``pre_processing`` runs in the thread pool so CPU-bound code never blocks the event loop.
+and ``pre_processing`` runs in a bounded thread pool (``API_THREADS``) so CPU-bound code never blocks
+the event loop, with a deadline per request (``REQUEST_TIMEOUT_S``).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,10 +16,11 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from mlprep import __version__
 from mlprep.api.metrics import Metrics
+from mlprep.api.pool import Abandoned, Job, RequestTimeout, TrackedRecords, WorkerPool
 from mlprep.api.schemas import (
     BatchRequest,
     BatchResponse,
@@ -26,17 +30,25 @@ from mlprep.api.schemas import (
     body_schema,
 )
 from mlprep.core import Preprocessor, describe_exception
+from mlprep.redaction import redact
 from mlprep.serialization import dumps
 from mlprep.settings import Settings
 
 JSON = "application/json"
+# Records given to pre_processing (or pre_processing_batch) at a time in /preprocess/batch: the
+# exceptions of a chunk and its encoded outputs are all a request holds besides its body and answer.
+CHUNK_RECORDS = 1000
+CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection before the answer"
+log = logging.getLogger("mlprep.api")
+_PARSING = threading.Lock()
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
         400: "The body is not valid JSON",
-        413: "The body is larger than MAX_BODY_BYTES",
+        413: "The body is larger than MAX_BODY_BYTES, or the batch has more than MAX_BATCH_RECORDS records",
         422: "The body has no usable 'data', or pre_processing raised for this record",
         500: "pre_processing returned something that cannot be serialised to JSON",
+        504: "pre_processing did not finish within REQUEST_TIMEOUT_S; 'index' is the record it was on",
     }.items()
 }
 
@@ -44,13 +56,37 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 class ApiError(Exception):
     """An error answered as ``{"error": ..., "type": ...}`` with its HTTP status."""
 
-    def __init__(self, status: int, message: str, kind: str | None = None) -> None:
+    def __init__(self, status: int, message: str, kind: str | None = None, index: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind
+        self.index = index
 
     def response(self) -> Response:
-        return Response(dumps({"error": str(self), "type": self.kind}), status_code=self.status, media_type=JSON)
+        body: dict[str, Any] = {"error": str(self), "type": self.kind}
+        if self.index is not None:
+            body["index"] = self.index
+        return Response(dumps(body), status_code=self.status, media_type=JSON)
+
+
+class _RedactCredentials(logging.Filter):
+    """Masks URL credentials in a log record's arguments and traceback (user code's errors can hold URLs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def _install_log_redaction() -> None:
+    for name in ("uvicorn.error", "uvicorn.access", log.name):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactCredentials) for f in logger.filters):
+            logger.addFilter(_RedactCredentials())
 
 
 def create_app(settings: Settings | None = None, preprocessor: Preprocessor | None = None) -> FastAPI:
@@ -60,6 +96,9 @@ def create_app(settings: Settings | None = None, preprocessor: Preprocessor | No
     metrics = Metrics()
     started = time.time()
     limit = settings.max_body_bytes
+    max_batch = settings.max_batch_records
+    pool = WorkerPool(settings.api_threads, settings.request_timeout_s)
+    _install_log_redaction()
     app = FastAPI(
         title="mlprep preprocessing API",
         version=__version__,
@@ -67,19 +106,36 @@ def create_app(settings: Settings | None = None, preprocessor: Preprocessor | No
     )
     app.state.preprocessor = pre
     app.state.metrics = metrics
+    app.state.pool = pool
     # Other components running in the process (the Kafka processor) add {name: () -> dict} here;
     # a dict with "ready": False makes /ready answer 503.
     app.state.health_checks = {}
 
-    async def handle(endpoint: str, request: Request, work: Callable[[Any], tuple[bytes, int, int]]) -> Response:
+    async def handle(
+        endpoint: str,
+        request: Request,
+        work: Callable[[Any, Job], tuple[bytes, int, int]],
+        max_records: int | None = None,
+    ) -> Response:
         begin = time.perf_counter()
         records = errors = 0
+        job = Job()
         try:
-            data = await _read_data(request, limit)
-            body, records, errors = await run_in_threadpool(work, data)
+            raw = await _read_body(request, limit)
+            body, records, errors = await pool.run(lambda job: work(_data_of(raw, max_records), job), job)
         except ApiError as exc:
             metrics.observe(endpoint, exc.status, time.perf_counter() - begin, records, 1)
             return exc.response()
+        except RequestTimeout:
+            metrics.observe(endpoint, 504, time.perf_counter() - begin, job.total, 1)
+            error = _timeout_error(job, settings, pre)
+            log.warning("%s: %s", endpoint, error)
+            return error.response()
+        except ClientDisconnect:
+            # Nobody is left to answer: one line, not the traceback of every dropped connection.
+            log.debug("%s: the client disconnected before sending the whole body", endpoint)
+            metrics.observe(endpoint, CLIENT_CLOSED, time.perf_counter() - begin)
+            return Response(status_code=CLIENT_CLOSED)
         metrics.observe(endpoint, 200, time.perf_counter() - begin, records, errors)
         return Response(body, media_type=JSON)
 
@@ -90,7 +146,7 @@ def create_app(settings: Settings | None = None, preprocessor: Preprocessor | No
         responses={200: {"model": PreprocessResponse}, **_ERRORS},
     )
     async def preprocess(request: Request) -> Response:
-        return await handle("/preprocess", request, lambda data: _single(pre, data))
+        return await handle("/preprocess", request, lambda data, job: _single(pre, data, job))
 
     @app.post(
         "/preprocess/batch",
@@ -99,12 +155,13 @@ def create_app(settings: Settings | None = None, preprocessor: Preprocessor | No
         responses={200: {"model": BatchResponse}, **_ERRORS},
     )
     async def preprocess_batch(request: Request) -> Response:
-        return await handle("/preprocess/batch", request, lambda data: _batch(pre, data))
+        return await handle("/preprocess/batch", request, lambda data, job: _batch(pre, data, job), max_batch)
 
-    @app.get("/health", summary="Liveness, and which preprocessing is loaded")
+    @app.get("/health", summary="Liveness, which preprocessing is loaded, and the state of its threads")
     async def health() -> Response:
+        workers = pool.state()
         body: dict[str, Any] = {
-            "status": "ok",
+            "status": "stuck" if workers["stuck"] else "ok",
             "mlprep_version": __version__,
             "uptime_seconds": round(time.time() - started, 3),
             "preprocessing": {
@@ -114,17 +171,24 @@ def create_app(settings: Settings | None = None, preprocessor: Preprocessor | No
                 "skip_cutouts": pre.skip_cutouts,
             },
             **_provenance(settings, pre),
+            "workers": workers,
         }
         for name, check in app.state.health_checks.items():
             body[name] = check()
         return Response(dumps(body), media_type=JSON)
 
-    @app.get("/ready", summary="Readiness: preprocessing loaded and every component ready")
+    @app.get("/ready", summary="Readiness: every component ready and a thread free for pre_processing soon")
     async def ready() -> Response:
         states = {name: check() for name, check in app.state.health_checks.items()}
         not_ready = [name for name, state in states.items() if not state.get("ready", True)]
-        status = 503 if not_ready else 200
-        return Response(dumps({"ready": not not_ready, "waiting_for": not_ready}), status_code=status, media_type=JSON)
+        body: dict[str, Any] = {"ready": True, "waiting_for": not_ready}
+        workers = pool.state()
+        if workers["saturated"]:
+            # Every thread busy with requests queued, or one stuck past REQUEST_TIMEOUT_S.
+            not_ready.append("workers")
+            body["workers"] = workers
+        body["ready"] = not not_ready
+        return Response(dumps(body), status_code=503 if not_ready else 200, media_type=JSON)
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus() -> Response:
@@ -143,74 +207,159 @@ def _provenance(settings: Settings, pre: Preprocessor) -> dict[str, str | None]:
     }
 
 
-async def _read_data(request: Request, limit: int) -> Any:
-    """The ``data`` field of the JSON body, refusing bodies over ``limit`` bytes before reading them."""
+async def _read_body(request: Request, limit: int) -> bytearray:
+    """The raw body, refusing bodies over ``limit`` bytes before reading them."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise ApiError(413, f"request body is {length} bytes; the limit is {limit} (MAX_BODY_BYTES)", "too_large")
-    parts: list[bytes] = []
-    size = 0
+    raw = bytearray()
     async for part in request.stream():
-        size += len(part)
-        if size > limit:
+        if len(raw) + len(part) > limit:
             raise ApiError(413, f"request body is over the limit of {limit} bytes (MAX_BODY_BYTES)", "too_large")
-        parts.append(part)
-    try:
-        body = orjson.loads(b"".join(parts))
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}", "invalid_json")
-    if type(body) is not dict or "data" not in body:
-        raise ApiError(422, 'the body must be a JSON object with a "data" field, e.g. {"data": {...}}', "no_data")
-    return body["data"]
+        raw += part
+    return raw
 
 
-def _single(pre: Preprocessor, data: Any) -> tuple[bytes, int, int]:
+def _data_of(raw: bytearray, max_records: int | None = None) -> Any:
+    """The ``data`` field of a JSON body, refusing a list of more than ``max_records``.
+
+    Parsed in a pool thread, so only running requests hold the objects, and one body at a time: orjson
+    holds the GIL while parsing anyway, and a batch refused for its size is freed before the next parse.
+    """
+    with _PARSING:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(400, f"request body is not valid JSON: {exc}", "invalid_json")
+        if type(body) is not dict or "data" not in body:
+            raise ApiError(422, 'the body must be a JSON object with a "data" field, e.g. {"data": {...}}', "no_data")
+        data = body.pop("data")
+        del body
+        if max_records is not None and type(data) is list and len(data) > max_records:
+            count = len(data)
+            del data
+            raise ApiError(
+                413,
+                f"the batch has {count} records; the limit is {max_records} (MAX_BATCH_RECORDS): "
+                "send them in several requests",
+                "too_many_records",
+            )
+    return data
+
+
+def _single(pre: Preprocessor, data: Any, job: Job) -> tuple[bytes, int, int]:
     if type(data) is not dict:
         raise ApiError(
             422,
             f'"data" must be a JSON object (one record), not {_json_type(data)}; send lists to /preprocess/batch',
             "invalid_data",
         )
-    outputs, failures = pre.apply([data])
+    job.total = 1
+    outputs, failures = pre.apply(TrackedRecords([data], range(1), job))
     if failures:
         exc = failures[0]
-        raise ApiError(422, f"pre_processing raised {describe_exception(exc)}", type(exc).__name__)
+        raise ApiError(422, f"pre_processing raised {_describe(exc)}", type(exc).__name__)
     try:
         return b'{"result":' + dumps(outputs[0]) + b"}", 1, 0
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise ApiError(500, f"pre_processing returned a value that cannot be serialised to JSON: {exc}", "serialize")
 
 
-def _batch(pre: Preprocessor, data: Any) -> tuple[bytes, int, int]:
+ItemError = tuple[int, str, str]  # index, stage, message
+
+
+def _batch(pre: Preprocessor, data: Any, job: Job) -> tuple[bytes, int, int]:
+    """The answer to a batch, built chunk by chunk so a request holds little more than its body.
+
+    Outputs are encoded a chunk at a time (a small ``bytes`` per record would cost about 4 KiB each)
+    and only the failed records get an error entry.
+    """
     if type(data) is not list:
         raise ApiError(422, f'"data" must be a JSON array of records, not {_json_type(data)}', "invalid_data")
-    errors: list[dict[str, Any]] = []
-    if all(type(item) is dict for item in data):
-        records, indexes = data, None
-    else:
-        indexes = [i for i, item in enumerate(data) if type(item) is dict]
-        records = [data[i] for i in indexes]
-        errors = [
-            {"index": i, "stage": "input", "error": f"record must be a JSON object, not {_json_type(item)}"}
-            for i, item in enumerate(data)
+    job.total = len(data)
+    errors: list[ItemError] = []
+    parts = [b'{"results":[']
+    for start in range(0, len(data), CHUNK_RECORDS):
+        if job.abandoned:
+            raise Abandoned
+        chunk = data[start : start + CHUNK_RECORDS]
+        data[start : start + CHUNK_RECORDS] = [None] * len(chunk)  # let the records go once processed
+        encoded = _encode(_apply_chunk(pre, chunk, start, job, errors), start, errors)
+        parts += (b",", memoryview(encoded)[1:-1]) if start else (memoryview(encoded)[1:-1],)
+        del chunk
+    errors.sort()
+    error_list = [{"index": index, "stage": stage, "error": message} for index, stage, message in errors]
+    parts += (b'],"errors":', dumps(error_list), b"}")
+    return b"".join(parts), len(data), len(errors)
+
+
+def _apply_chunk(pre: Preprocessor, chunk: list[Any], start: int, job: Job, errors: list[ItemError]) -> list[Any]:
+    """One result per record of ``chunk`` (None where it failed); failures go to ``errors``."""
+    results: list[Any] = [None] * len(chunk)
+    positions: range | list[int] = range(len(chunk))
+    records = chunk
+    if not all(type(item) is dict for item in chunk):
+        positions = [i for i, item in enumerate(chunk) if type(item) is dict]
+        records = [chunk[i] for i in positions]
+        errors.extend(
+            (start + i, "input", f"record must be a JSON object, not {_json_type(item)}")
+            for i, item in enumerate(chunk)
             if type(item) is not dict
-        ]
-    outputs, failures = pre.apply(records)
-    parts = [b"null"] * len(data)
-    for position, value in enumerate(outputs):
-        index = indexes[position] if indexes is not None else position
-        if failures and position in failures:
-            message = f"pre_processing raised {describe_exception(failures[position])}"
-            errors.append({"index": index, "stage": "preprocess", "error": message})
-            continue
+        )
+    job.chunk = (start, start + len(chunk) - 1)
+    job.index = start
+    outputs, failures = pre.apply(TrackedRecords(records, [start + i for i in positions], job))
+    for position, value in zip(positions, outputs, strict=True):
+        results[position] = value
+    for number, exc in failures.items():
+        errors.append((start + positions[number], "preprocess", f"pre_processing raised {_describe(exc)}"))
+        results[positions[number]] = None
+    return results
+
+
+def _encode(results: list[Any], start: int, errors: list[ItemError]) -> bytes:
+    """``results`` as one JSON array; a value that cannot be serialised becomes null and an error."""
+    try:
+        return dumps(results)
+    except (TypeError, orjson.JSONEncodeError):
+        pass
+    for position, value in enumerate(results):
         try:
-            parts[index] = dumps(value)
+            dumps(value)
         except (TypeError, orjson.JSONEncodeError) as exc:
-            errors.append({"index": index, "stage": "serialize", "error": f"output cannot be serialised: {exc}"})
-    if errors:
-        errors.sort(key=lambda e: e["index"])
-    body = b'{"results":[' + b",".join(parts) + b'],"errors":' + dumps(errors) + b"}"
-    return body, len(data), len(errors)
+            results[position] = None
+            errors.append((start + position, "serialize", f"output cannot be serialised: {exc}"))
+    return dumps(results)
+
+
+def _describe(exc: BaseException) -> str:
+    """The exception and its place in user code, without the credentials of URLs in its message."""
+    return redact(describe_exception(exc))
+
+
+def _timeout_error(job: Job, settings: Settings, pre: Preprocessor) -> ApiError:
+    limit = f"REQUEST_TIMEOUT_S={settings.request_timeout_s:g}s"
+    if job.started == 0.0:
+        return ApiError(
+            504,
+            f"no thread was free for pre_processing within {limit}: all {settings.api_threads} (API_THREADS) "
+            "are busy; no record was started. Retry later, or raise API_THREADS or API_WORKERS",
+            "timeout",
+        )
+    where = f"record {job.index}"
+    if job.index is None:
+        where = "the body's JSON (no record started yet)"
+    elif job.total > 1:
+        where += f" of {job.total} (index {job.index})"
+    if pre.loaded.batch_function is not None and job.chunk is not None:
+        where = f"records {job.chunk[0]} to {job.chunk[1]} of {job.total} (pre_processing_batch, then one by one)"
+    return ApiError(
+        504,
+        f"pre_processing did not finish within {limit}; it was on {where}. Its thread stays busy until "
+        "pre_processing returns. Make pre_processing faster, send smaller batches or raise REQUEST_TIMEOUT_S",
+        "timeout",
+        job.index,
+    )
 
 
 def _json_type(value: Any) -> str:

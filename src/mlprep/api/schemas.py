@@ -37,6 +37,7 @@ class BatchResponse(BaseModel):
 class ErrorResponse(BaseModel):
     error: str
     type: str | None = None
+    index: int | None = Field(None, description="With a 504: the record pre_processing was on")
 
 
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
