@@ -36,8 +36,12 @@ def redact_logs() -> None:
 
     def factory(*args: object, **kwargs: object) -> logging.LogRecord:
         record = previous(*args, **kwargs)
+        if isinstance(record.args, tuple):  # kept a tuple: formatters such as uvicorn's unpack it
+            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
         message = record.getMessage()
-        safe = redact(message)
+        safe = redact(message)  # an argument that is no string (an exception, a URL object) may hold one
         if safe != message:
             record.msg, record.args = safe, None
         if record.exc_info and record.exc_info[1] is not None:

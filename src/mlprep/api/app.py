@@ -30,7 +30,7 @@ from mlprep.api.schemas import (
     body_schema,
 )
 from mlprep.core import Preprocessor, describe_exception
-from mlprep.redaction import redact
+from mlprep.redaction import redact, redact_logs
 from mlprep.serialization import dumps
 from mlprep.settings import Settings
 
@@ -69,26 +69,6 @@ class ApiError(Exception):
         return Response(dumps(body), status_code=self.status, media_type=JSON)
 
 
-class _RedactCredentials(logging.Filter):
-    """Masks URL credentials in a log record's arguments and traceback (user code's errors can hold URLs)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
-        if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
-        if record.exc_info and not record.exc_text:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
-        return True
-
-
-def _install_log_redaction() -> None:
-    for name in ("uvicorn.error", "uvicorn.access", log.name):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _RedactCredentials) for f in logger.filters):
-            logger.addFilter(_RedactCredentials())
-
-
 def create_app(settings: Settings | None = None, preprocessor: Preprocessor | None = None) -> FastAPI:
     """The API around one loaded preprocessing (loaded here from ``PREPROCESSING_DIR`` if not given)."""
     settings = settings or Settings()
@@ -98,7 +78,7 @@ def create_app(settings: Settings | None = None, preprocessor: Preprocessor | No
     limit = settings.max_body_bytes
     max_batch = settings.max_batch_records
     pool = WorkerPool(settings.api_threads, settings.request_timeout_s)
-    _install_log_redaction()
+    redact_logs()
     app = FastAPI(
         title="mlprep preprocessing API",
         version=__version__,
