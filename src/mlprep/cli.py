@@ -163,6 +163,17 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     base.add_argument("--force", action="store_true", help="rebuild even when the tag exists")
     base.set_defaults(handler=_base_image)
 
+    build_api = commands.add_parser(
+        "build-api",
+        help="the build API: builds on request and on MLflow webhooks, with a queue that survives restarts",
+        description="Serve the build API (Swagger UI at /docs). Settings: BUILD_API_HOST, BUILD_API_PORT, "
+        "BUILD_API_DATABASE_URL, BUILD_API_TOKEN, MAX_CONCURRENT_BUILDS, MLFLOW_WEBHOOK_SECRET, "
+        "WEBHOOK_TOLERANCE_SECONDS, MLFLOW_TRACKING_URI, MLPREP_BASE_IMAGE.",
+    )
+    build_api.add_argument("--host", default=settings.build_api_host, help="env BUILD_API_HOST (default 127.0.0.1)")
+    build_api.add_argument("--port", type=int, default=settings.build_api_port, help="env BUILD_API_PORT (8000)")
+    build_api.set_defaults(handler=_build_api)
+
     kafka = commands.add_parser(
         "kafka",
         help="stream processor: INPUT_TOPIC -> pre_processing -> OUTPUT_TOPIC, with the REST API",
@@ -363,6 +374,16 @@ def _build_model(args: argparse.Namespace) -> int:
 
     result = build_model_image(args.model_source, args.image_name, args.tag, args.base_image, args.python_version)
     print(result.reference)
+    return 0
+
+
+def _build_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mlprep.build.api.app import create_app
+
+    print(f"mlprep: build API on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr, flush=True)
+    uvicorn.run(create_app(load_settings()), host=args.host, port=args.port, log_level="info")
     return 0
 
 

@@ -329,6 +329,10 @@ def _model_requirements(model: Path) -> str:
 
 
 def _installed_mlflow() -> str:
-    from importlib.metadata import version
+    """The MLflow version on this host: the full package, or the skinny one a `[build]` install brings."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return version("mlflow")
+    try:
+        return version("mlflow")
+    except PackageNotFoundError:
+        return version("mlflow-skinny")

@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
 
-from mlprep import __version__, docker_cli
+from mlprep import __version__
+from mlprep.build import docker_cli
 from mlprep.build.api.store import ACTIVE, BuildStore, now
 from mlprep.build.api.webhooks import WebhookRejected, builds_for, find_run_id, verify
 from mlprep.build.fetch import check_reachable, tracking_uri
