@@ -267,8 +267,12 @@ def _run(args: argparse.Namespace) -> int:
         where = f" (to Kafka topic {sink.topic})"
     else:
         summary = run_batch(pre, args.files, sys.stdout.buffer, sys.stderr, options)
+        if not summary.output_complete:  # drop what stdout still buffers: writing it failed already
+            _stdout_to_devnull()
+    if summary.error is not None:
+        print(f"mlprep: error: {summary.error}", file=sys.stderr)
     print(f"mlprep: {summary.line()}{where}", file=sys.stderr)
-    return 1 if summary.n_failed else 0
+    return 1 if summary.n_failed or summary.error is not None else 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -373,6 +377,12 @@ def _base_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null so that the flush at exit cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mlprep`` console script."""
     try:
@@ -392,8 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mlprep: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `mlprep run big.jsonl | head`
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _stdout_to_devnull()
         return 0
     except KeyboardInterrupt:
         return 130
