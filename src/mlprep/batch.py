@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import secrets
+import stat
 import sys
 import traceback
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ import orjson
 
 from mlprep.codecs import detect_codec
 from mlprep.core import Preprocessor, describe_exception
-from mlprep.errors import InputFormatError
+from mlprep.errors import InputFormatError, OutputError
 from mlprep.process import Chunk, Failure, unprocessed
 from mlprep.progress import Progress
 from mlprep.workers import WorkerDied, process_in_order
@@ -67,14 +69,14 @@ def run_batch(
     progress: Progress | None = None
     with contextlib.ExitStack() as stack:
         # Unbuffered, one write per chunk: each bad record is on disk as a whole line as soon as it is found.
-        dead = stack.enter_context(open(options.dead_letter, "ab", buffering=0)) if options.dead_letter else None
+        dead = stack.enter_context(_open_dead_letter(options.dead_letter)) if options.dead_letter else None
 
         def report(failures: list[Failure]) -> None:
             for failure in failures:
                 err.write(f"mlprep: {failure.where()}: {failure.stage} failed: {failure.message}\n")
-            if dead is not None and failures:
-                dead.write(b"".join(dead_letter_line(failure) for failure in failures))
             summary.n_failed += len(failures)
+            if dead is not None and failures:
+                _append(dead, failures)
 
         try:
             chunks = _chunks(sources or [STDIN], options)
@@ -103,14 +105,19 @@ def run_batch(
             lost = [failure for chunk in exc.lost for failure in unprocessed(chunk, WORKER, exc.cause)]
             summary.n_in += len(lost)
             summary.n_failed += len(lost)
-            if dead is not None and lost:
-                dead.write(b"".join(dead_letter_line(failure) for failure in lost))
             summary.error = f"{exc.cause}; the run stopped. {_lost_text(exc.lost, dead is not None)}"
+            if dead is not None and lost:
+                try:
+                    _append(dead, lost)
+                except OSError as error:
+                    summary.error += f" They could not be written to {error.filename}: {error.strerror}."
         except BrokenPipeError:
             raise
-        except OSError as exc:
-            summary.error = f"cannot write the output: {exc}"
-            summary.output_complete = False
+        except OSError as exc:  # a full disk, a closed pipe: what was written cannot be trusted
+            name = getattr(out, "name", None)  # a path, <stdout>, or the descriptor of a temporary file
+            where = exc.filename or (name if isinstance(name, str) else "the output")
+            summary.error = f"cannot write {where}: {exc.strerror or exc}"
+            summary.output_complete = dead is not None and exc.filename == dead.name
         except Exception as exc:
             traceback.print_exc(file=err)
             summary.error = (
@@ -122,6 +129,21 @@ def run_batch(
     if summary.output_complete:
         out.flush()
     return summary
+
+
+def _open_dead_letter(path: Path) -> BinaryIO:
+    try:
+        return open(path, "ab", buffering=0)
+    except OSError as exc:
+        raise OutputError(f"cannot open the dead-letter file {path}: {exc.strerror}") from None
+
+
+def _append(dead: BinaryIO, failures: list[Failure]) -> None:
+    """One write of whole lines; an error names the dead-letter file."""
+    try:
+        dead.write(b"".join(dead_letter_line(failure) for failure in failures))
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, dead.name) from exc
 
 
 def _lost_text(lost: list[Chunk], dead_letter: bool) -> str:
@@ -197,3 +219,80 @@ def dead_letter_line(failure: Failure) -> bytes:
         except UnicodeDecodeError:
             entry["raw_base64"] = base64.b64encode(raw).decode("ascii")
     return orjson.dumps(entry) + b"\n"
+
+
+def refuse_overlaps(sources: list[str], output: Path | None, dead_letter: Path | None) -> None:
+    """Refuse an output or dead-letter file that is one of the inputs (or each other), by inode, not name.
+
+    Opening the output truncates it before the input is read: ``-o in.jsonl`` would lose the input.
+    """
+    if output is not None and dead_letter is not None and os.path.realpath(output) == os.path.realpath(dead_letter):
+        raise OutputError(f"--dead-letter {dead_letter} is the output file: give them different names.")
+    files: list[tuple[str, os.stat_result]] = []  # every existing file read or written, in argument order
+    for source in sources or [STDIN]:
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # unreadable inputs are reported later
+            files.append((_name(source), os.fstat(sys.stdin.fileno()) if source == STDIN else os.stat(source)))
+    for option, path in (("-o", output), ("--dead-letter", dead_letter)):
+        if path is None:
+            continue
+        try:
+            written = os.stat(path)
+        except OSError:
+            continue
+        for name, other in files:
+            if stat.S_ISREG(written.st_mode) and (other.st_dev, other.st_ino) == (written.st_dev, written.st_ino):
+                raise OutputError(
+                    f"{option} {path} is the same file as {name}: writing it would destroy it. "
+                    "Write to another file (then rename it if you wish)."
+                )
+        files.append((f"{option} {path}", written))
+
+
+class OutputFile:
+    """The ``-o`` file, written under a temporary name beside it and renamed over it when the run ends.
+
+    A run that is killed or interrupted never leaves a file that looks complete: the target is
+    absent (or the previous one untouched). SIGTERM and Ctrl-C remove the temporary file; only
+    SIGKILL can leave one (``.NAME.*.tmp``). Non-regular targets (``/dev/stdout``, a FIFO) are
+    written directly.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.target = Path(os.path.realpath(path))  # through a symlink: replace the file, keep the link
+        self.temp: Path | None = None
+        try:
+            existing: os.stat_result | None = os.stat(self.target)
+        except OSError:  # absent (or unreachable: then creating the temporary file says why)
+            existing = None
+        try:
+            if existing is not None and not stat.S_ISREG(existing.st_mode):
+                self.stream: BinaryIO = open(self.target, "wb")  # noqa: SIM115 - closed in commit/discard
+                return
+            self.temp = self.target.with_name(f".{self.target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+            fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except OSError as exc:
+            raise OutputError(f"cannot write the output {path}: {exc.strerror}") from None
+        if existing is not None:
+            os.fchmod(fd, stat.S_IMODE(existing.st_mode))
+        self.stream = open(fd, "wb")  # noqa: SIM115 - closed in commit/discard
+
+    def commit(self) -> None:
+        """Flush to disk and rename over the target; on failure nothing is left behind."""
+        try:
+            self.stream.flush()
+            if self.temp is not None:
+                os.fsync(self.stream.fileno())
+            self.stream.close()
+            if self.temp is not None:
+                os.replace(self.temp, self.target)
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        """Drop what was written: the target stays as it was."""
+        with contextlib.suppress(OSError):
+            self.stream.close()
+        if self.temp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.temp)
