@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -18,7 +19,11 @@ EPILOG_RUN = """examples:
   mlprep run --avro-schema alert.avsc --skip-cutouts stream.bin
   mlprep run big.jsonl --workers 2 --on-error skip --dead-letter bad.jsonl
 
-exit status: 0 when every record went through, 1 when some failed, 2 on a usage or loading error.
+-o FILE appears when the run ends (written to a temporary file beside it, then renamed): a run
+killed or interrupted never leaves a half-written FILE. FILE must not be one of the inputs.
+
+exit status: 0 when every record went through, 1 when some failed or the run stopped early (a worker
+process died), 2 on a usage or loading error, 130 on Ctrl-C, 143 on SIGTERM.
 """
 
 
@@ -61,7 +66,13 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         metavar="N",
         help="run pre_processing in N processes, output order kept (default 1)",
     )
-    run.add_argument("-o", "--output", type=Path, metavar="FILE", help="write JSONL here instead of stdout")
+    run.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write JSONL here instead of stdout (atomically: it appears when the run ends)",
+    )
     run.add_argument(
         "--on-error",
         choices=("fail", "skip"),
@@ -72,7 +83,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         "--dead-letter",
         type=Path,
         metavar="FILE",
-        help="append each bad record (raw input, place, error) as a JSON line",
+        help="append each bad record (raw input, place, error) as a JSON line, as soon as it is found",
     )
     run.add_argument(
         "--progress",
@@ -251,10 +262,19 @@ def _positive(text: str) -> int:
     return value
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a batch run cleans up (temporary output, workers)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def _run(args: argparse.Namespace) -> int:
-    from mlprep.batch import BatchOptions, run_batch
+    from mlprep.batch import BatchOptions, OutputFile, refuse_overlaps, run_batch
     from mlprep.core import Preprocessor
 
+    refuse_overlaps(args.files, args.output, args.dead_letter)
     pre = Preprocessor.load(args.preprocessing, skip_cutouts=args.skip_cutouts)
     options = BatchOptions(
         input_format=args.input_format,
@@ -266,9 +286,22 @@ def _run(args: argparse.Namespace) -> int:
     )
     settings = Settings()
     where = ""
+    signal.signal(signal.SIGTERM, _terminate)
     if args.output is not None:
-        with open(args.output, "wb") as out:
-            summary = run_batch(pre, args.files, out, sys.stderr, options)
+        # The file appears when the run ends (whatever its status), holding what the summary counts as out.
+        output = OutputFile(args.output)
+        try:
+            summary = run_batch(pre, args.files, output.stream, sys.stderr, options)
+        except BaseException:
+            output.discard()
+            raise
+        if not summary.output_complete:
+            output.discard()
+        else:
+            try:
+                output.commit()
+            except OSError as exc:
+                summary.error = f"cannot write the output {args.output}: {exc.strerror or exc}"
     elif settings.kafka_enabled and not settings.input_topic:  # the original "Mode Kafka"
         from mlprep.kafka.sink import KafkaLineSink, output_topic
 
@@ -277,8 +310,12 @@ def _run(args: argparse.Namespace) -> int:
         where = f" (to Kafka topic {sink.topic})"
     else:
         summary = run_batch(pre, args.files, sys.stdout.buffer, sys.stderr, options)
+        if not summary.output_complete:  # drop what stdout still buffers: writing it failed already
+            _stdout_to_devnull()
+    if summary.error is not None:
+        print(f"mlprep: error: {summary.error}", file=sys.stderr)
     print(f"mlprep: {summary.line()}{where}", file=sys.stderr)
-    return 1 if summary.n_failed else 0
+    return 1 if summary.n_failed or summary.error is not None else 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -394,6 +431,12 @@ def _base_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null so that the flush at exit cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mlprep`` console script."""
     redact_logs()
@@ -413,8 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mlprep: error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `mlprep run big.jsonl | head`
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _stdout_to_devnull()
         return 0
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)

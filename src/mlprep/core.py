@@ -16,7 +16,9 @@ class Preprocessor:
     """Applies ``pre_processing`` (or ``pre_processing_batch``) to lists of records.
 
     ``apply`` never raises for a bad record: it returns one output per input (``None`` where the
-    record failed) and the exceptions by index, so every front end can report and go on.
+    record failed) and the exceptions by index, so every front end can report and go on. A
+    ``SystemExit`` raised by user code is a failure of that record too (a stray ``sys.exit()``
+    must not end a server or a batch without its report); ``KeyboardInterrupt`` still interrupts.
     """
 
     def __init__(self, loaded: LoadedPreprocessing, skip_cutouts: bool = False) -> None:
@@ -44,7 +46,7 @@ class Preprocessor:
         if self._batch_function is not None and records:
             try:
                 return _check_batch_output(self._batch_function(records), len(records)), {}
-            except Exception:  # noqa: S110 - fall back to one record at a time to find the culprit
+            except (Exception, SystemExit):  # noqa: S110 - fall back to one record at a time to find the culprit
                 pass
         function = self._function
         outputs: list[Any] = []
@@ -53,7 +55,7 @@ class Preprocessor:
         for index, record in enumerate(records):
             try:
                 append(function(record))
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 append(None)
                 failures[index] = exc
         return outputs, failures
@@ -93,7 +95,7 @@ def _check_batch_output(result: Any, expected: int) -> list[Any]:
 
 def describe_exception(exc: BaseException) -> str:
     """``KeyError: 'x' (preprocessing.py:12 in pre_processing)``: the error and where in user code."""
-    text = f"{type(exc).__name__}: {exc}"
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__  # sys.exit(): no stray colon
     frames = traceback.extract_tb(exc.__traceback__)
     if frames:
         last = frames[-1]

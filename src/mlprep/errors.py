@@ -23,3 +23,7 @@ class PreprocessingFunctionError(MlprepError):
 
 class InputFormatError(MlprepError):
     """The input cannot be read in the requested or detected format."""
+
+
+class OutputError(MlprepError):
+    """The output cannot be written where asked: it is one of the inputs, or its folder is missing."""

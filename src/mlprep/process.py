@@ -136,3 +136,15 @@ def _raw_record(record: Any) -> bytes | None:
         return dumps(record)
     except (TypeError, orjson.JSONEncodeError):
         return repr(record).encode()
+
+
+def unprocessed(chunk: Chunk, stage: str, message: str) -> list[Failure]:
+    """A failure for every item of a chunk that was never processed (its worker process died)."""
+    if chunk.lines is not None:
+        items: list[tuple[int, bytes | None]] = [
+            (chunk.first + i, line) for i, line in enumerate(chunk.lines) if line.strip()
+        ]
+    else:
+        items = [(chunk.first + i, _raw_record(record)) for i, record in enumerate(chunk.records or [])]
+    failures = [Failure(chunk.source, chunk.unit, position, stage, message, raw) for position, raw in items]
+    return [*failures, chunk.fatal] if chunk.fatal is not None else failures
