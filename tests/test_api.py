@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -152,3 +153,50 @@ def test_server_refuses_to_start_on_a_broken_preprocessing(make_preprocessing):
     result = run_cli("serve", "-p", str(make_preprocessing("import nowhere_pkg_abc\n")), timeout=30)
     assert result.returncode == 2
     assert "nowhere_pkg_abc" in result.stderr.decode()
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        f"{sample.name}{sorted(sample.labels.items())}": sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }
+
+
+def test_metrics_with_two_worker_processes_add_up_and_never_go_back(tmp_path):
+    """API_WORKERS=2: whichever process answers a scrape, it reports both, and counters only grow."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import IDENTITY, Server, write_files
+
+    server = Server(write_files(tmp_path / "pp", {"preprocessing.py": IDENTITY}), env={"API_WORKERS": "2"})
+    sent = 400
+    try:
+
+        def load() -> None:
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                for i in range(sent // 4):
+                    assert client.post("/preprocess", json={"data": {"i": i}}).status_code == 200
+
+        scrapes = []
+        with ThreadPoolExecutor(4) as pool:
+            running = [pool.submit(load) for _ in range(4)]
+            for _ in range(50):
+                with httpx.Client(base_url=server.url, timeout=30) as scraper:  # a new connection: any worker
+                    scrapes.append(parse_metrics(scraper.get("/metrics").text))
+            for future in running:
+                future.result()
+        with httpx.Client(base_url=server.url, timeout=30) as scraper:
+            final = parse_metrics(scraper.get("/metrics").text)
+        scrapes.append(final)
+    finally:
+        server.stop()
+    for before, after in itertools.pairwise(scrapes):
+        for name, value in before.items():
+            if name.startswith(("mlprep_requests_total", "mlprep_records_total", "mlprep_request_duration")):
+                assert after.get(name, 0) >= value, f"{name} went from {value} to {after.get(name)}"
+    key = "mlprep_requests_total[('endpoint', '/preprocess'), ('status', '200')]"
+    assert final[key] == sent

@@ -331,7 +331,14 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"mlprep: serving {pre.path} on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
     options = {"host": args.host, "port": args.port, "access_log": settings.api_access_log, "log_level": "info"}
     if args.workers > 1:
-        uvicorn.run("mlprep.api.app:create_app", factory=True, workers=args.workers, **options)
+        import tempfile
+
+        from mlprep.api.metrics import MULTIPROCESS_DIR
+
+        # The worker processes count into files of one folder; /metrics adds them up.
+        with tempfile.TemporaryDirectory(prefix="mlprep-metrics-") as folder:
+            os.environ.setdefault(MULTIPROCESS_DIR, folder)
+            uvicorn.run("mlprep.api.app:create_app", factory=True, workers=args.workers, **options)
     else:
         settings.preprocessing_dir = str(args.preprocessing)
         uvicorn.run(create_app(settings, pre), **options)

@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
 from mlprep import __version__
+from mlprep.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from mlprep.api.metrics import Metrics
 from mlprep.api.pool import Abandoned, Job, RequestTimeout, TrackedRecords, WorkerPool
 from mlprep.api.schemas import (
@@ -172,7 +173,7 @@ def create_app(settings: Settings | None = None, preprocessor: Preprocessor | No
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus() -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     return app
 

@@ -1,67 +1,58 @@
-"""Prometheus metrics without a dependency: counters and a latency histogram, text exposition.
+"""Prometheus metrics of the REST front end, through prometheus_client.
 
-Updated from the event loop only, so plain integer updates are safe. With ``API_WORKERS`` > 1 each
-worker process exposes its own figures.
+With several server processes (``API_WORKERS`` > 1) each process writes its figures to files in
+``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` adds every process up, so whichever process answers a
+scrape, counters never go backwards (Prometheus ``rate()`` stays right).
 """
 
 from __future__ import annotations
 
-import bisect
-from collections import defaultdict
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own variable
 
 
 class Metrics:
+    """Requests by endpoint and status, records and failed records by endpoint, request latency."""
+
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, int], int] = defaultdict(int)
-        self.records: dict[str, int] = defaultdict(int)
-        self.errors: dict[str, int] = defaultdict(int)
-        self.buckets: dict[str, list[int]] = defaultdict(lambda: [0] * len(BUCKETS))
-        self.latency_sum: dict[str, float] = defaultdict(float)
-        self.latency_count: dict[str, int] = defaultdict(int)
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "mlprep_requests",
+            "Preprocessing requests by endpoint and HTTP status.",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.records = Counter(
+            "mlprep_records", "Records received for preprocessing.", ["endpoint"], registry=self.registry
+        )
+        self.errors = Counter(
+            "mlprep_record_errors", "Records whose preprocessing failed.", ["endpoint"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "mlprep_request_duration_seconds",
+            "Request latency.",
+            ["endpoint"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
 
     def observe(self, endpoint: str, status: int, seconds: float, records: int = 0, errors: int = 0) -> None:
-        self.requests[(endpoint, status)] += 1
-        self.records[endpoint] += records
-        self.errors[endpoint] += errors
-        index = bisect.bisect_left(BUCKETS, seconds)
-        if index < len(BUCKETS):
-            self.buckets[endpoint][index] += 1
-        self.latency_sum[endpoint] += seconds
-        self.latency_count[endpoint] += 1
+        self.requests.labels(endpoint, str(status)).inc()
+        if records:
+            self.records.labels(endpoint).inc(records)
+        if errors:
+            self.errors.labels(endpoint).inc(errors)
+        self.latency.labels(endpoint).observe(seconds)
 
-    def render(self) -> str:
-        lines = [
-            "# HELP mlprep_requests_total Preprocessing requests by endpoint and HTTP status.",
-            "# TYPE mlprep_requests_total counter",
-        ]
-        lines += [
-            f'mlprep_requests_total{{endpoint="{e}",status="{s}"}} {n}' for (e, s), n in sorted(self.requests.items())
-        ]
-        lines += [
-            "# HELP mlprep_records_total Records received for preprocessing.",
-            "# TYPE mlprep_records_total counter",
-        ]
-        lines += [f'mlprep_records_total{{endpoint="{e}"}} {n}' for e, n in sorted(self.records.items())]
-        lines += [
-            "# HELP mlprep_record_errors_total Records whose preprocessing failed.",
-            "# TYPE mlprep_record_errors_total counter",
-        ]
-        lines += [f'mlprep_record_errors_total{{endpoint="{e}"}} {n}' for e, n in sorted(self.errors.items())]
-        lines += [
-            "# HELP mlprep_request_duration_seconds Request latency.",
-            "# TYPE mlprep_request_duration_seconds histogram",
-        ]
-        for endpoint in sorted(self.latency_count):
-            cumulative = 0
-            for bound, count in zip(BUCKETS, self.buckets[endpoint], strict=True):
-                cumulative += count
-                lines.append(
-                    f'mlprep_request_duration_seconds_bucket{{endpoint="{endpoint}",le="{bound}"}} {cumulative}'
-                )
-            total = self.latency_count[endpoint]
-            lines.append(f'mlprep_request_duration_seconds_bucket{{endpoint="{endpoint}",le="+Inf"}} {total}')
-            lines.append(f'mlprep_request_duration_seconds_sum{{endpoint="{endpoint}"}} {self.latency_sum[endpoint]}')
-            lines.append(f'mlprep_request_duration_seconds_count{{endpoint="{endpoint}"}} {total}')
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        """The exposition text: this process's figures, or every process's when they share a folder."""
+        if os.environ.get(MULTIPROCESS_DIR):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
