@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 LINTED := src tests benchmarks runner examples scripts build_scripts pipelines setup_mlflow_local.py \
 	generate_sample_data.py
 
-.PHONY: venv workshop-venvs test lint demo bench clean
+.PHONY: venv workshop-venvs test lint demo bench clean lock
 
 venv:
 	@bash scripts/venv.sh dev
@@ -15,6 +15,15 @@ venv:
 workshop-venvs:
 	@bash scripts/venv.sh workshop .venv-workshop
 	@bash scripts/venv.sh airflow .venv-airflow
+
+# The pinned versions every venv installs (locks/) and the hashed runtime lock images install; rerun after
+# changing dependencies in pyproject.toml.
+lock: venv
+	@for extra in dev workshop airflow; do \
+	  $(VENV)/bin/uv pip compile --native-tls -q pyproject.toml --universal --python-version 3.11 \
+	    --extra $$extra -o locks/$$extra.txt; done
+	$(VENV)/bin/uv pip compile --native-tls -q pyproject.toml --universal --python-version 3.11 \
+	  --generate-hashes -o src/mlprep/build/docker/runtime.lock
 
 lint: venv
 	$(VENV)/bin/ruff check $(LINTED)

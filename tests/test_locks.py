@@ -1,0 +1,41 @@
+"""The lock files hold every dependency pyproject.toml names (a dependency added without `make lock`
+would be missing from images and venvs)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import pytest
+from conftest import ROOT
+from packaging.requirements import Requirement
+
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked(path) -> dict[str, str]:
+    pins = re.findall(r"^([A-Za-z0-9_.-]+)==([^\s;\\]+)", path.read_text(), re.MULTILINE)
+    return {normal(name): version for name, version in pins}
+
+
+def names(requirements: list[str]) -> set[str]:
+    return {normal(Requirement(r).name) for r in requirements}
+
+
+def test_the_runtime_lock_pins_every_runtime_dependency_with_hashes():
+    lock = ROOT / "src/mlprep/build/docker/runtime.lock"
+    assert names(PROJECT["dependencies"]) <= set(locked(lock))
+    blocks = [b for b in re.split(r"\n(?=[A-Za-z])", lock.read_text()) if "==" in b and not b.startswith("#")]
+    assert all("--hash=sha256:" in block for block in blocks)
+    assert "mlflow" not in locked(lock) and "mlflow-skinny" not in locked(lock)
+
+
+@pytest.mark.parametrize("extra", ["dev", "workshop", "airflow"])
+def test_each_venv_lock_pins_its_extra(extra):
+    wanted = names(PROJECT["dependencies"]) | names(PROJECT["optional-dependencies"][extra])
+    missing = wanted - set(locked(ROOT / "locks" / f"{extra}.txt"))
+    assert not missing, f"locks/{extra}.txt lacks {sorted(missing)}: run make lock"
