@@ -212,3 +212,29 @@ def test_shipped_example_over_shipped_sample_data():
     records = lines(result.stdout)
     assert len(records) == 6  # the record marked "drop" is dropped
     assert records[0]["contract"] == "month_to_month" and records[0]["total_charges_estimate"] == 140.7
+
+
+def test_a_failing_pre_processing_batch_is_logged_once_and_counted(make_preprocessing, tmp_path):
+    folder = make_preprocessing(
+        """
+        def pre_processing(data):
+            return data
+
+        def pre_processing_batch(records):
+            raise RuntimeError("vectorised path broken")
+        """
+    )
+    data = b"".join(b'{"i": %d}\n' % i for i in range(30_000))  # several chunks
+    result = run_cli("run", "-p", str(folder), stdin=data)
+    err = result.stderr.decode()
+    assert result.returncode == 0, err
+    assert len(result.stdout.splitlines()) == 30_000
+    assert err.count("pre_processing_batch raised RuntimeError: vectorised path broken") == 1
+    assert "redone one record at a time" in err
+    from mlprep.core import Preprocessor
+
+    pre = Preprocessor.load(folder)
+    for _ in range(3):
+        outputs, failures = pre.apply([{"i": 1}, {"i": 2}])
+        assert outputs == [{"i": 1}, {"i": 2}] and not failures
+    assert pre.batch_fallbacks == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import traceback
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from mlprep import loader
 from mlprep.loader import LoadedPreprocessing
 
 CUTOUT_FIELDS = ("cutoutScience", "cutoutTemplate", "cutoutDifference")
+log = logging.getLogger("mlprep.core")
 
 
 class Preprocessor:
@@ -26,6 +28,7 @@ class Preprocessor:
         self.skip_cutouts = skip_cutouts
         self._function = loaded.function
         self._batch_function = loaded.batch_function
+        self.batch_fallbacks = 0  # chunks that pre_processing_batch failed on, redone one record at a time
 
     @classmethod
     def load(cls, location: str | Path, skip_cutouts: bool = False) -> Preprocessor:
@@ -46,8 +49,15 @@ class Preprocessor:
         if self._batch_function is not None and records:
             try:
                 return _check_batch_output(self._batch_function(records), len(records)), {}
-            except (Exception, SystemExit):  # noqa: S110 - fall back to one record at a time to find the culprit
-                pass
+            except (Exception, SystemExit) as exc:  # redo one record at a time: only the culprits fail
+                self.batch_fallbacks += 1
+                if self.batch_fallbacks == 1:
+                    log.warning(
+                        "pre_processing_batch raised %s on a chunk of %d records; such chunks are redone one "
+                        "record at a time with pre_processing (logged once; counted as batch_fallbacks)",
+                        describe_exception(exc),
+                        len(records),
+                    )
         function = self._function
         outputs: list[Any] = []
         failures: dict[int, BaseException] = {}

@@ -148,6 +148,7 @@ def create_app(settings: Settings | None = None, preprocessor: Preprocessor | No
             "preprocessing": {
                 "path": str(pre.path),
                 "batch_function": pre.loaded.batch_function is not None,
+                "batch_fallbacks": pre.batch_fallbacks,
                 "requirements": str(pre.loaded.requirements) if pre.loaded.requirements else None,
                 "skip_cutouts": pre.skip_cutouts,
             },
