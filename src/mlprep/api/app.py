@@ -33,7 +33,7 @@ from mlprep.api.schemas import (
 from mlprep.core import Preprocessor, describe_exception
 from mlprep.redaction import redact, redact_logs
 from mlprep.serialization import dumps
-from mlprep.settings import Settings
+from mlprep.settings import Settings, load_settings
 
 JSON = "application/json"
 # Records given to pre_processing (or pre_processing_batch) at a time in /preprocess/batch: the
@@ -72,7 +72,7 @@ class ApiError(Exception):
 
 def create_app(settings: Settings | None = None, preprocessor: Preprocessor | None = None) -> FastAPI:
     """The API around one loaded preprocessing (loaded here from ``PREPROCESSING_DIR`` if not given)."""
-    settings = settings or Settings()
+    settings = settings or load_settings()
     pre = preprocessor or Preprocessor.load(settings.preprocessing_dir, skip_cutouts=settings.skip_cutouts)
     metrics = Metrics()
     started = time.time()

@@ -38,7 +38,7 @@ from mlprep.build.naming import (
 )
 from mlprep.errors import MlprepError
 from mlprep.redaction import redact, redact_logs
-from mlprep.settings import Settings
+from mlprep.settings import Settings, load_settings
 
 Status = Literal["pending", "running", "success", "failed", "cancelled"]
 
@@ -103,7 +103,7 @@ MAX_BODY_BYTES = 64 * 1024  # a build request or a webhook event is a few hundre
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or load_settings()
     redact_logs()
 
     @asynccontextmanager

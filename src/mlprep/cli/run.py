@@ -1,0 +1,142 @@
+"""``mlprep run``: batch mode, files or stdin (JSONL, JSON, Avro) to JSONL."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from mlprep.cli.options import positive, preprocessing_option, stdout_to_devnull
+from mlprep.settings import Settings
+
+EPILOG_RUN = """examples:
+  echo '{"test": "data"}' | mlprep run
+  mlprep run input.jsonl input.json alerts.avro -o out.jsonl
+  mlprep run --avro-schema alert.avsc --skip-cutouts stream.bin
+  mlprep run big.jsonl --workers 2 --on-error skip --dead-letter bad.jsonl
+
+-o FILE appears when the run ends (written to a temporary file beside it, then renamed): a run
+killed or interrupted never leaves a half-written FILE. FILE must not be one of the inputs.
+
+exit status: 0 when every record went through, 1 when some failed or the run stopped early (a worker
+process died), 2 on a usage or loading error, 130 on Ctrl-C, 143 on SIGTERM.
+"""
+
+
+def register(commands: argparse._SubParsersAction, settings: Settings) -> None:
+    run = commands.add_parser(
+        "run",
+        help="batch mode: files or stdin (JSONL, JSON, Avro) to JSONL",
+        description="Apply pre_processing to every record of the inputs (stdin when none) and write JSONL.",
+        epilog=EPILOG_RUN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("files", nargs="*", metavar="FILE", help="input files; '-' or none for stdin")
+    preprocessing_option(run, settings)
+    run.add_argument(
+        "--input-format",
+        choices=("auto", "jsonl", "json", "avro"),
+        default="auto",
+        help="input format (default: detected from magic bytes, extension, content)",
+    )
+    run.add_argument(
+        "--avro-schema",
+        default=settings.avro_schema_path,
+        metavar="PATH",
+        help="schema (.avsc) of schemaless Avro input (env AVRO_SCHEMA_PATH)",
+    )
+    run.add_argument(
+        "--skip-cutouts",
+        action="store_true",
+        default=settings.skip_cutouts,
+        help="drop cutoutScience/Template/Difference before pre_processing (env SKIP_CUTOUTS)",
+    )
+    run.add_argument(
+        "--workers",
+        type=positive,
+        default=1,
+        metavar="N",
+        help="run pre_processing in N processes, output order kept (default 1)",
+    )
+    run.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write JSONL here instead of stdout (atomically: it appears when the run ends)",
+    )
+    run.add_argument(
+        "--on-error",
+        choices=("fail", "skip"),
+        default="fail",
+        help="fail: stop at the first bad record (default); skip: report it and go on",
+    )
+    run.add_argument(
+        "--dead-letter",
+        type=Path,
+        metavar="FILE",
+        help="append each bad record (raw input, place, error) as a JSON line, as soon as it is found",
+    )
+    run.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when reading files and stderr is a terminal)",
+    )
+    run.set_defaults(handler=_run)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a batch run cleans up (temporary output, workers)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from mlprep.batch import BatchOptions, OutputFile, refuse_overlaps, run_batch
+    from mlprep.core import Preprocessor
+
+    refuse_overlaps(args.files, args.output, args.dead_letter)
+    pre = Preprocessor.load(args.preprocessing, skip_cutouts=args.skip_cutouts)
+    options = BatchOptions(
+        input_format=args.input_format,
+        avro_schema=args.avro_schema,
+        workers=args.workers,
+        on_error=args.on_error,
+        dead_letter=args.dead_letter,
+        progress=args.progress,
+    )
+    where = ""
+    signal.signal(signal.SIGTERM, _terminate)
+    if args.output is not None:
+        # The file appears when the run ends (whatever its status), holding what the summary counts as out.
+        output = OutputFile(args.output)
+        try:
+            summary = run_batch(pre, args.files, output.stream, sys.stderr, options)
+        except BaseException:
+            output.discard()
+            raise
+        if not summary.output_complete:
+            output.discard()
+        else:
+            try:
+                output.commit()
+            except OSError as exc:
+                summary.error = f"cannot write the output {args.output}: {exc.strerror or exc}"
+    elif settings.kafka_enabled and not settings.input_topic:  # the original "Mode Kafka"
+        from mlprep.kafka.sink import KafkaLineSink, output_topic
+
+        sink = KafkaLineSink(settings, output_topic(settings, pre.loaded.metadata))
+        summary = run_batch(pre, args.files, sink, sys.stderr, options)  # type: ignore[arg-type]
+        where = f" (to Kafka topic {sink.topic})"
+    else:
+        summary = run_batch(pre, args.files, sys.stdout.buffer, sys.stderr, options)
+        if not summary.output_complete:  # drop what stdout still buffers: writing it failed already
+            stdout_to_devnull()
+    if summary.error is not None:
+        print(f"mlprep: error: {summary.error}", file=sys.stderr)
+    print(f"mlprep: {summary.line()}{where}", file=sys.stderr)
+    return 1 if summary.n_failed or summary.error is not None else 0

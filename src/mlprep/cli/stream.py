@@ -1,0 +1,79 @@
+"""``mlprep kafka``, ``bridge``, ``kafka-broker``, ``topic-dump``: the Kafka front ends and their tools."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mlprep.cli.options import log_to_stderr, preprocessing_option
+from mlprep.settings import Settings
+
+
+def register(commands: argparse._SubParsersAction, settings: Settings) -> None:
+    kafka = commands.add_parser(
+        "kafka",
+        help="stream processor: INPUT_TOPIC -> pre_processing -> OUTPUT_TOPIC, with the REST API",
+        description="Consume INPUT_TOPIC (INPUT_FORMAT avro|json), apply pre_processing, produce to OUTPUT_TOPIC "
+        "(OUTPUT_FORMAT json|avro); bad messages go to DEAD_LETTER_TOPIC (default <INPUT_TOPIC>-dlq). The REST API "
+        "runs in the same process; /health reports the consumer's state and lag. Settings come from the "
+        "environment (see README).",
+    )
+    preprocessing_option(kafka, settings)
+    kafka.add_argument("--host", default=settings.api_host, help="REST API host (env API_HOST)")
+    kafka.add_argument("--port", type=int, default=settings.api_port, help="REST API port (env API_PORT)")
+    kafka.set_defaults(handler=_kafka)
+
+    bridge = commands.add_parser(
+        "bridge",
+        help="Kafka bridge: INPUT_TOPIC -> a model server's /invocations (in batches) -> OUTPUT_TOPIC",
+        description="Settings from the environment: KAFKA_BOOTSTRAP_SERVERS, INPUT_TOPIC, OUTPUT_TOPIC, API_URL, "
+        "API_ENDPOINT, INPUT_FORMAT, OUTPUT_FORMAT, CONSUMER_GROUP_ID, AUTO_OFFSET_RESET, BATCH_SIZE, "
+        "BATCH_TIMEOUT_MS, BRIDGE_PAYLOAD_FORMAT, PASSTHROUGH_FIELDS, BRIDGE_MAX_RETRIES.",
+    )
+    bridge.set_defaults(handler=_bridge)
+
+    broker = commands.add_parser("kafka-broker", help="the embedded Kafka broker (tansu, memory storage)")
+    broker.add_argument("--host", default="127.0.0.1")
+    broker.add_argument("--port", type=int, default=29092)
+    broker.set_defaults(handler=_kafka_broker)
+
+    dump = commands.add_parser("topic-dump", help="print a topic's messages, oldest first (values, one a line)")
+    dump.add_argument("topic", metavar="TOPIC")
+    dump.add_argument("--keys", action="store_true", help="print KEY<TAB>VALUE")
+    dump.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the topic (default 10)")
+    dump.set_defaults(handler=_topic_dump)
+
+
+def _kafka(args: argparse.Namespace, settings: Settings) -> int:
+    from mlprep.core import Preprocessor
+    from mlprep.kafka.processor import serve_with_processor
+
+    log_to_stderr()
+    pre = Preprocessor.load(args.preprocessing, skip_cutouts=settings.skip_cutouts)
+    return serve_with_processor(settings, pre, args.host, args.port)
+
+
+def _bridge(args: argparse.Namespace, settings: Settings) -> int:
+    from mlprep.kafka.bridge import run_bridge
+
+    log_to_stderr()
+    return run_bridge(settings)
+
+
+def _kafka_broker(args: argparse.Namespace, settings: Settings) -> int:
+    from mlprep.kafka.broker import exec_broker
+
+    print(f"mlprep: Kafka broker (tansu, memory storage) on {args.host}:{args.port}", file=sys.stderr, flush=True)
+    exec_broker(args.host, args.port)
+    return 0
+
+
+def _topic_dump(args: argparse.Namespace, settings: Settings) -> int:
+    from mlprep.kafka.dump import dump_topic
+
+    for key, value in dump_topic(settings, args.topic, args.wait):
+        line = value.decode("utf-8", "backslashreplace") if value is not None else ""
+        if args.keys:
+            line = f"{key.decode('utf-8', 'backslashreplace') if key else ''}\t{line}"
+        print(line)
+    return 0
