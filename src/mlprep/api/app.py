@@ -31,6 +31,7 @@ from mlprep.api.schemas import (
     body_schema,
 )
 from mlprep.core import Preprocessor, describe_exception
+from mlprep.provenance import Provenance
 from mlprep.redaction import redact, redact_logs
 from mlprep.serialization import dumps
 from mlprep.settings import Settings, load_settings
@@ -152,7 +153,7 @@ def create_app(settings: Settings | None = None, preprocessor: Preprocessor | No
                 "requirements": str(pre.loaded.requirements) if pre.loaded.requirements else None,
                 "skip_cutouts": pre.skip_cutouts,
             },
-            **_provenance(settings, pre),
+            **Provenance.resolve(settings, pre.loaded.metadata).as_dict(),
             "workers": workers,
         }
         for name, check in app.state.health_checks.items():
@@ -177,16 +178,6 @@ def create_app(settings: Settings | None = None, preprocessor: Preprocessor | No
         return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     return app
-
-
-def _provenance(settings: Settings, pre: Preprocessor) -> dict[str, str | None]:
-    known = pre.loaded.metadata
-    return {
-        "run_id": settings.mlflow_run_id or known.get("run_id"),
-        "model_name": settings.model_name or known.get("model_name"),
-        "model_version": settings.model_version or known.get("version"),
-        "type": settings.preprocessing_type or known.get("type"),
-    }
 
 
 async def _read_body(request: Request, limit: int) -> bytearray:
