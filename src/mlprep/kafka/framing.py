@@ -21,6 +21,7 @@ import orjson
 from fastavro.read import HEADER_SCHEMA
 
 from mlprep.codecs.avro import MAGIC, load_schema
+from mlprep.codecs.avro_limits import RecordReader
 from mlprep.core import CUTOUT_FIELDS
 from mlprep.errors import MlprepError
 from mlprep.serialization import dumps
@@ -36,7 +37,12 @@ class DecodeError(ValueError):
 
 class MessageDecoder:
     def __init__(
-        self, fmt: str, framing: str = "auto", schema_path: str | Path | None = None, registry_url: str | None = None
+        self,
+        fmt: str,
+        framing: str = "auto",
+        schema_path: str | Path | None = None,
+        registry_url: str | None = None,
+        max_record_bytes: int = Settings.model_fields["max_record_bytes"].default,
     ) -> None:
         if framing not in FRAMINGS:
             raise MlprepError(f"INPUT_AVRO_FRAMING must be one of {', '.join(FRAMINGS)}, not {framing!r}")
@@ -45,17 +51,23 @@ class MessageDecoder:
         if fmt == "avro" and framing == "confluent" and not registry_url:
             raise MlprepError("INPUT_AVRO_FRAMING=confluent needs SCHEMA_REGISTRY_URL")
         self.fmt, self.framing, self.registry_url = fmt, framing, registry_url
+        self.limit = max_record_bytes
         self.schema = load_schema(schema_path) if schema_path else None
-        self._key_schemas: dict[bytes, Any] = {}
-        self._writer_schemas: dict[bytes, Any] = {}
-        self._registry: dict[int, Any] = {}
+        self._reader = RecordReader(self.schema, self.limit) if self.schema is not None else None
+        self._key_schemas: dict[bytes, RecordReader] = {}
+        self._writer_schemas: dict[bytes, RecordReader] = {}
+        self._registry: dict[int, RecordReader] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MessageDecoder:
-        """INPUT_FORMAT, INPUT_AVRO_FRAMING, AVRO_SCHEMA_PATH, SCHEMA_REGISTRY_URL."""
+        """INPUT_FORMAT, INPUT_AVRO_FRAMING, AVRO_SCHEMA_PATH, SCHEMA_REGISTRY_URL, MAX_RECORD_BYTES."""
         return cls(
-            settings.input_format, settings.input_avro_framing, settings.avro_schema_path, settings.schema_registry_url
+            settings.input_format,
+            settings.input_avro_framing,
+            settings.avro_schema_path,
+            settings.schema_registry_url,
+            settings.max_record_bytes,
         )
 
     def decode(self, value: bytes | None, key: bytes | None = None) -> list[Any]:
@@ -74,8 +86,10 @@ class MessageDecoder:
                 return self._container(value)
             if framing == "confluent":
                 return [self._confluent(value)]
-            schema = self._key_schema(key) if framing == "key-schema" else self.schema
-            return [fastavro.schemaless_reader(io.BytesIO(value), schema)]
+            reader = self._key_schema(key) if framing == "key-schema" else self._reader
+            if reader is None:
+                raise DecodeError("INPUT_AVRO_FRAMING=schemaless needs AVRO_SCHEMA_PATH")
+            return [reader.read(io.BytesIO(value))]
         except DecodeError:
             raise
         except Exception as exc:
@@ -102,32 +116,44 @@ class MessageDecoder:
         header = fastavro.schemaless_reader(stream, _HEADER)
         meta = header["meta"]
         codec = meta.get("avro.codec", b"null")
-        if codec not in (b"null", b"deflate"):
-            return list(fastavro.reader(io.BytesIO(value)))
         text = meta["avro.schema"]
-        schema = self._writer_schemas.get(text)
-        if schema is None:
-            schema = fastavro.parse_schema(orjson.loads(text))
+        reader = self._writer_schemas.get(text)
+        if reader is None:
+            reader = RecordReader(fastavro.parse_schema(orjson.loads(text)), self.limit)
             with self._lock:
-                self._writer_schemas[text] = schema
+                self._writer_schemas[text] = reader
+        if codec not in (b"null", b"deflate"):
+            blocks = fastavro.block_reader(io.BytesIO(value))
+            return [reader.read(block.bytes_) for block in blocks for _ in range(block.num_records)]
         records: list[Any] = []
-        reader = fastavro.schemaless_reader
+        read = fastavro.schemaless_reader
         while stream.tell() < len(value):
-            count = reader(stream, "long")
-            size = reader(stream, "long")
+            count = read(stream, "long")
+            size = read(stream, "long")
             data = stream.read(size)
             stream.read(16)  # sync marker
-            block = io.BytesIO(zlib.decompress(data, -15) if codec == b"deflate" else data)
-            records.extend(reader(block, schema) for _ in range(count))
+            block = io.BytesIO(self._inflate(data) if codec == b"deflate" else data)
+            records.extend(reader.read(block) for _ in range(count))
         return records
 
-    def _key_schema(self, key: bytes | None) -> Any:
+    def _inflate(self, data: bytes) -> bytes:
+        """A deflate block, refused once it inflates past the record limit (a few KB can inflate to GBs)."""
+        inflater = zlib.decompressobj(-15)
+        block = inflater.decompress(data, self.limit + 1)
+        if len(block) > self.limit:
+            raise DecodeError(
+                f"Avro block inflates to more than the limit of {self.limit:,} bytes (MAX_RECORD_BYTES); "
+                "raise MAX_RECORD_BYTES if it is genuine"
+            )
+        return block
+
+    def _key_schema(self, key: bytes | None) -> RecordReader:
         if not key:
             raise DecodeError("INPUT_AVRO_FRAMING=key-schema but the message has no key")
         with self._lock:
             if key not in self._key_schemas:
                 try:
-                    self._key_schemas[key] = fastavro.parse_schema(orjson.loads(key))
+                    self._key_schemas[key] = RecordReader(fastavro.parse_schema(orjson.loads(key)), self.limit)
                 except Exception as exc:
                     raise DecodeError(f"the message key is not an Avro schema: {exc}")
             return self._key_schemas[key]
@@ -137,18 +163,18 @@ class MessageDecoder:
             raise DecodeError("not in the Confluent wire format (magic byte 0 + schema id)")
         schema_id = int.from_bytes(value[1:5], "big")
         with self._lock:
-            schema = self._registry.get(schema_id)
-        if schema is None:
+            reader = self._registry.get(schema_id)
+        if reader is None:
             url = f"{(self.registry_url or '').rstrip('/')}/schemas/ids/{schema_id}"
             try:
                 answer = httpx.get(url, timeout=10)
                 answer.raise_for_status()
-                schema = fastavro.parse_schema(orjson.loads(answer.json()["schema"]))
+                reader = RecordReader(fastavro.parse_schema(orjson.loads(answer.json()["schema"])), self.limit)
             except Exception as exc:
                 raise DecodeError(f"schema {schema_id} not found in the schema registry: {exc}")
             with self._lock:
-                self._registry[schema_id] = schema
-        return fastavro.schemaless_reader(io.BytesIO(value[5:]), schema)
+                self._registry[schema_id] = reader
+        return reader.read(io.BytesIO(value[5:]))
 
 
 class MessageEncoder:
