@@ -3,12 +3,14 @@ written one after another (the schema comes from ``--avro-schema`` / ``AVRO_SCHE
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import fastavro
 import orjson
+from fastavro.read import HEADER_SCHEMA
 
 from mlprep.codecs.avro_limits import RecordReader, RecordTooLarge
 from mlprep.codecs.base import CHUNK_RECORDS, default_max_record_bytes, tell
@@ -16,6 +18,7 @@ from mlprep.errors import InputFormatError
 from mlprep.process import DECODE, Chunk, Failure
 
 MAGIC = b"Obj\x01"
+_HEADER = fastavro.parse_schema(HEADER_SCHEMA)
 
 
 def load_schema(path: str | Path) -> Any:
@@ -54,6 +57,10 @@ class AvroCodec:
         records: list[Any] = []
         first = 1
         try:
+            schema = _writer_schema(stream)
+            if schema is not None and not RecordReader(schema, self.max_record_bytes).guarded:
+                yield from self._plain_container(stream, source)  # the fast path: fastavro's reader
+                return
             blocks = fastavro.block_reader(stream)
             reader = RecordReader(blocks.writer_schema, self.max_record_bytes)
             for block in blocks:
@@ -69,6 +76,21 @@ class AvroCodec:
                             records = []
                             yield _too_large(source, first, exc)
                             first += 1
+                if len(records) >= CHUNK_RECORDS:
+                    yield Chunk(source, "record", first, records=records, offset=tell(stream))
+                    first += len(records)
+                    records = []
+        except Exception as exc:
+            yield _fatal(source, first, records, exc, stream)
+            return
+        yield Chunk(source, "record", first, records=records, idle=True, offset=tell(stream))
+
+    def _plain_container(self, stream: BinaryIO, source: str) -> Iterator[Chunk]:
+        records: list[Any] = []
+        first = 1
+        try:
+            for record in fastavro.reader(stream):
+                records.append(record)
                 if len(records) >= CHUNK_RECORDS:
                     yield Chunk(source, "record", first, records=records, offset=tell(stream))
                     first += len(records)
@@ -103,6 +125,16 @@ class AvroCodec:
                 first += len(records)
                 records = []
         yield Chunk(source, "record", first, records=records, idle=True, offset=tell(stream))
+
+
+def _writer_schema(stream: BinaryIO) -> Any | None:
+    """The writer schema of a container file, read from its buffered header without consuming it;
+    None when the header is longer than the buffer (the file is then read the careful way)."""
+    try:
+        header = fastavro.schemaless_reader(io.BytesIO(_peek(stream, 1 << 16)), _HEADER)
+        return fastavro.parse_schema(orjson.loads(header["meta"]["avro.schema"]))
+    except Exception:
+        return None
 
 
 def _too_large(source: str, position: int, exc: RecordTooLarge) -> Chunk:
