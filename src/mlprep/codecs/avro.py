@@ -3,22 +3,19 @@ written one after another (the schema comes from ``--avro-schema`` / ``AVRO_SCHE
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import fastavro
 import orjson
-from fastavro.read import HEADER_SCHEMA
 
-from mlprep.codecs.avro_limits import RecordReader, RecordTooLarge
-from mlprep.codecs.base import CHUNK_RECORDS, default_max_record_bytes, tell
+from mlprep.codecs.avro_limits import Container, RecordReader, RecordTooLarge
+from mlprep.codecs.base import CHUNK_RECORDS, default_max_record_bytes, peek_at_least, tell
 from mlprep.errors import InputFormatError
 from mlprep.process import DECODE, Chunk, Failure
 
 MAGIC = b"Obj\x01"
-_HEADER = fastavro.parse_schema(HEADER_SCHEMA)
 
 
 def load_schema(path: str | Path) -> Any:
@@ -43,7 +40,8 @@ class AvroCodec:
         self._schema = load_schema(schema_path) if schema_path else None
 
     def chunks(self, stream: BinaryIO, source: str) -> Iterator[Chunk]:
-        if _peek(stream, 4) == MAGIC:
+        head, stream = peek_at_least(stream, len(MAGIC))
+        if head == MAGIC:
             return self._container(stream, source)
         if self._schema is None:
             raise InputFormatError(
@@ -53,44 +51,23 @@ class AvroCodec:
         return self._schemaless(stream, source)
 
     def _container(self, stream: BinaryIO, source: str) -> Iterator[Chunk]:
-        """Blocks of a container file; the writer schema comes from the file, so it is checked too."""
+        """Blocks of a container file; its writer schema comes from the file and is checked like any other."""
         records: list[Any] = []
         first = 1
         try:
-            schema = _writer_schema(stream)
-            if schema is not None and not RecordReader(schema, self.max_record_bytes).guarded:
-                yield from self._plain_container(stream, source)  # the fast path: fastavro's reader
-                return
-            blocks = fastavro.block_reader(stream)
-            reader = RecordReader(blocks.writer_schema, self.max_record_bytes)
-            for block in blocks:
-                if not reader.guarded:
-                    records.extend(block)
-                else:
-                    for _ in range(block.num_records):
-                        try:
-                            records.append(reader.read(block.bytes_))
-                        except RecordTooLarge as exc:
-                            yield Chunk(source, "record", first, records=records)
-                            first += len(records)
-                            records = []
-                            yield _too_large(source, first, exc)
-                            first += 1
-                if len(records) >= CHUNK_RECORDS:
-                    yield Chunk(source, "record", first, records=records, offset=tell(stream))
-                    first += len(records)
-                    records = []
-        except Exception as exc:
-            yield _fatal(source, first, records, exc, stream)
-            return
-        yield Chunk(source, "record", first, records=records, idle=True, offset=tell(stream))
-
-    def _plain_container(self, stream: BinaryIO, source: str) -> Iterator[Chunk]:
-        records: list[Any] = []
-        first = 1
-        try:
-            for record in fastavro.reader(stream):
-                records.append(record)
+            container = Container(stream, self.max_record_bytes)
+            reader = RecordReader(fastavro.parse_schema(orjson.loads(container.schema_text)), self.max_record_bytes)
+            read = reader.read
+            for count, block in container.blocks():
+                for _ in range(count):
+                    try:
+                        records.append(read(block))
+                    except RecordTooLarge as exc:
+                        yield Chunk(source, "record", first, records=records)
+                        first += len(records)
+                        records = []
+                        yield _too_large(source, first, exc)
+                        first += 1
                 if len(records) >= CHUNK_RECORDS:
                     yield Chunk(source, "record", first, records=records, offset=tell(stream))
                     first += len(records)
@@ -125,16 +102,6 @@ class AvroCodec:
                 first += len(records)
                 records = []
         yield Chunk(source, "record", first, records=records, idle=True, offset=tell(stream))
-
-
-def _writer_schema(stream: BinaryIO) -> Any | None:
-    """The writer schema of a container file, read from its buffered header without consuming it;
-    None when the header is longer than the buffer (the file is then read the careful way)."""
-    try:
-        header = fastavro.schemaless_reader(io.BytesIO(_peek(stream, 1 << 16)), _HEADER)
-        return fastavro.parse_schema(orjson.loads(header["meta"]["avro.schema"]))
-    except Exception:
-        return None
 
 
 def _too_large(source: str, position: int, exc: RecordTooLarge) -> Chunk:

@@ -9,13 +9,18 @@ declared items or its bytes exceed the limit. Every other schema is decoded by f
 
 from __future__ import annotations
 
+import bz2
 import io
-from collections.abc import Callable
+import lzma
+import zlib
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 import fastavro
+from fastavro.read import HEADER_SCHEMA
 
 ITEM_BYTES = 64  # what a decoded zero-size item costs at least (a list slot and, for records, a dict)
+_HEADER = fastavro.parse_schema(HEADER_SCHEMA)
 _STEP = 1 << 20
 _PRIMITIVE_SIZES = {"boolean": 1, "float": 4, "double": 8}
 
@@ -23,12 +28,11 @@ Walk = Callable[[BinaryIO], None]
 
 
 class RecordTooLarge(ValueError):
-    """A record that would allocate more than ``MAX_RECORD_BYTES``."""
+    """A record (or a container block) that would allocate more than ``MAX_RECORD_BYTES``."""
 
     def __init__(self, what: str, limit: int) -> None:
         super().__init__(
-            f"record {what}, more than the limit of {limit:,} bytes (MAX_RECORD_BYTES); "
-            "raise MAX_RECORD_BYTES if it is genuine"
+            f"{what} past the limit of {limit:,} bytes (MAX_RECORD_BYTES); raise MAX_RECORD_BYTES if it is genuine"
         )
 
 
@@ -67,7 +71,7 @@ class _Tee:
     def read(self, size: int) -> bytes:
         self.size += size
         if self.size > self.limit and self.over is None:
-            self.too_large(f"of at least {self.size:,} bytes")
+            self.too_large(f"record of at least {self.size:,} bytes goes")
         if self.over is None or size <= _STEP:
             data = self.stream.read(size)
             if len(data) < size:
@@ -218,7 +222,7 @@ class _Walker:
                 total += count
                 if free:  # nothing to read: only the count matters
                     if total * ITEM_BYTES > limit:
-                        stream.too_large(f"declares {total:,} array items")  # type: ignore[attr-defined]
+                        stream.too_large(f"record declares {total:,} array items, which goes")  # type: ignore[attr-defined]
                     continue
                 for _ in range(count):
                     item(stream)
@@ -231,3 +235,74 @@ def _length(stream: BinaryIO) -> int:
     if size < 0:
         raise ValueError(f"negative length {size}")
     return size
+
+
+class Container:
+    """An Avro object container file read block by block, never inflating a block past the limit.
+
+    fastavro's own readers inflate blocks without bound and need a seekable stream for block
+    offsets; this reads pipes too. ``blocks`` yields each block's record count and data, and checks
+    the block's sync marker only after its records were taken, so a damaged end loses no record.
+    """
+
+    def __init__(self, stream: BinaryIO, limit: int) -> None:
+        self.stream, self.limit = stream, limit
+        header = fastavro.schemaless_reader(stream, _HEADER)
+        meta = header["meta"]
+        self.codec = meta.get("avro.codec", b"null").decode()
+        if self.codec not in _INFLATERS:
+            raise ValueError(f"Avro codec {self.codec!r} is not supported (use one of {', '.join(_INFLATERS)})")
+        self.schema_text: bytes = meta["avro.schema"]
+        self.sync: bytes = header["sync"]
+
+    def blocks(self) -> Iterator[tuple[int, BinaryIO]]:
+        stream = self.stream
+        while first := stream.read(1):
+            count = _long(_Prefixed(first, stream))
+            size = _long(stream)
+            if size < 0:
+                raise ValueError(f"negative Avro block size {size}")
+            data = _read_exactly(stream, size)
+            if self.codec != "null":
+                data = _INFLATERS[self.codec](data, self.limit)
+            yield count, io.BytesIO(data)
+            if stream.read(16) != self.sync:
+                raise ValueError("Avro block does not end with the file's sync marker: the file is damaged")
+
+
+class _Prefixed:
+    def __init__(self, first: bytes, stream: BinaryIO) -> None:
+        self.first, self.stream = first, stream
+
+    def read(self, size: int) -> bytes:
+        if self.first:
+            data, self.first = self.first, b""
+            return data
+        return self.stream.read(size)
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> bytes:
+    """``size`` bytes, read in bounded steps: a declared size may be anything."""
+    pieces, left = [], size
+    while left:
+        data = stream.read(min(left, _STEP))
+        if not data:
+            raise EOFError(f"the input ends inside an Avro block of {size:,} bytes")
+        pieces.append(data)
+        left -= len(data)
+    return b"".join(pieces)
+
+
+def _inflated(decompressor: Any, data: bytes, limit: int) -> bytes:
+    block = decompressor.decompress(data, limit + 1)
+    if len(block) > limit:
+        raise RecordTooLarge("block inflates", limit)
+    return block
+
+
+_INFLATERS: dict[str, Callable[[bytes, int], bytes]] = {
+    "null": lambda data, limit: data,
+    "deflate": lambda data, limit: _inflated(zlib.decompressobj(-15), data, limit),
+    "bzip2": lambda data, limit: _inflated(bz2.BZ2Decompressor(), data, limit),
+    "xz": lambda data, limit: _inflated(lzma.LZMADecompressor(), data, limit),
+}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from mlprep.process import DECODE, Chunk, Failure
 from mlprep.settings import Settings
@@ -41,6 +42,36 @@ def reads(stream: BinaryIO, size: int = CHUNK_BYTES) -> Iterator[bytes]:
         yield head
     while data := read_some(stream, size):
         yield data
+
+
+class _Replay(io.RawIOBase):
+    """``head`` (already read from ``stream``), then the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self.head, self.stream = head, stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.head:
+            data, self.head = self.head[: len(buffer)], self.head[len(buffer) :]
+        else:
+            data = read_some(self.stream, len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def peek_at_least(stream: BinaryIO, size: int) -> tuple[bytes, BinaryIO]:
+    """The first ``size`` bytes (fewer only at the end) and a stream that still starts with them: a
+    buffered pipe may hold fewer than ``size`` bytes at first, and peeking does not wait for more."""
+    head = stream.peek(size)[:size] if hasattr(stream, "peek") else b""
+    if len(head) >= size:
+        return head, stream
+    head = b""
+    while len(head) < size and (data := read_some(stream, size - len(head))):
+        head += data
+    return head, io.BufferedReader(_Replay(head, stream))
 
 
 def tell(stream: BinaryIO) -> int:

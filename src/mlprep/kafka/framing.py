@@ -11,23 +11,20 @@ from __future__ import annotations
 
 import io
 import threading
-import zlib
 from pathlib import Path
 from typing import Any
 
 import fastavro
 import httpx
 import orjson
-from fastavro.read import HEADER_SCHEMA
 
 from mlprep.codecs.avro import MAGIC, load_schema
-from mlprep.codecs.avro_limits import RecordReader
+from mlprep.codecs.avro_limits import Container, RecordReader
 from mlprep.core import CUTOUT_FIELDS
 from mlprep.errors import MlprepError
 from mlprep.serialization import dumps
 from mlprep.settings import Settings
 
-_HEADER = fastavro.parse_schema(HEADER_SCHEMA)
 FRAMINGS = ("auto", "container", "schemaless", "key-schema", "confluent")
 
 
@@ -112,40 +109,13 @@ class MessageDecoder:
     def _container(self, value: bytes) -> list[Any]:
         """A container file in one message. Every message repeats the same writer schema: it is parsed
         once and cached by its bytes (fastavro.reader would parse it again for each message)."""
-        stream = io.BytesIO(value)
-        header = fastavro.schemaless_reader(stream, _HEADER)
-        meta = header["meta"]
-        codec = meta.get("avro.codec", b"null")
-        text = meta["avro.schema"]
-        reader = self._writer_schemas.get(text)
+        container = Container(io.BytesIO(value), self.limit)
+        reader = self._writer_schemas.get(container.schema_text)
         if reader is None:
-            reader = RecordReader(fastavro.parse_schema(orjson.loads(text)), self.limit)
+            reader = RecordReader(fastavro.parse_schema(orjson.loads(container.schema_text)), self.limit)
             with self._lock:
-                self._writer_schemas[text] = reader
-        if codec not in (b"null", b"deflate"):
-            blocks = fastavro.block_reader(io.BytesIO(value))
-            return [reader.read(block.bytes_) for block in blocks for _ in range(block.num_records)]
-        records: list[Any] = []
-        read = fastavro.schemaless_reader
-        while stream.tell() < len(value):
-            count = read(stream, "long")
-            size = read(stream, "long")
-            data = stream.read(size)
-            stream.read(16)  # sync marker
-            block = io.BytesIO(self._inflate(data) if codec == b"deflate" else data)
-            records.extend(reader.read(block) for _ in range(count))
-        return records
-
-    def _inflate(self, data: bytes) -> bytes:
-        """A deflate block, refused once it inflates past the record limit (a few KB can inflate to GBs)."""
-        inflater = zlib.decompressobj(-15)
-        block = inflater.decompress(data, self.limit + 1)
-        if len(block) > self.limit:
-            raise DecodeError(
-                f"Avro block inflates to more than the limit of {self.limit:,} bytes (MAX_RECORD_BYTES); "
-                "raise MAX_RECORD_BYTES if it is genuine"
-            )
-        return block
+                self._writer_schemas[container.schema_text] = reader
+        return [reader.read(block) for count, block in container.blocks() for _ in range(count)]
 
     def _key_schema(self, key: bytes | None) -> RecordReader:
         if not key:
