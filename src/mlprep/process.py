@@ -42,6 +42,8 @@ class Chunk:
     lines: list[bytes] | None = None
     records: list[Any] | None = None
     fatal: Failure | None = None  # the input cannot be read past this chunk
+    failures: list[Failure] | None = None  # records the codec could not decode (a chunk of their own)
+    places: list[tuple[int, int]] | None = None  # line and column where each of ``lines`` starts
     idle: bool = False  # the input had nothing more at once: flush output after this chunk
     offset: int = 0  # bytes of the input consumed (progress)
 
@@ -56,7 +58,7 @@ class ChunkResult:
 
 def process_chunk(pre: Preprocessor, chunk: Chunk, fail_fast: bool = False) -> ChunkResult:
     """Decode, apply and serialise a chunk; with ``fail_fast`` stop at the first bad record."""
-    failures: list[Failure] = []
+    failures: list[Failure] = list(chunk.failures) if chunk.failures else []
     positions: list[int] | None = None
     if chunk.lines is not None:
         try:
@@ -114,16 +116,21 @@ def _decode_lines(chunk: Chunk, failures: list[Failure], fail_fast: bool) -> tup
         except orjson.JSONDecodeError as exc:
             if not line.strip():
                 continue
-            failures.append(
-                Failure(
-                    chunk.source, chunk.unit, position, DECODE, f"invalid JSON at column {exc.colno}: {exc.msg}", line
-                )
-            )
+            failures.append(Failure(chunk.source, chunk.unit, position, DECODE, _invalid(chunk, offset, exc), line))
             if fail_fast:
                 break
             continue
         positions.append(position)
     return records, positions
+
+
+def _invalid(chunk: Chunk, offset: int, exc: orjson.JSONDecodeError) -> str:
+    """Where the JSON went wrong: in the line, or in the input when the codec gave each record's place."""
+    if chunk.places is None:
+        return f"invalid JSON at column {exc.colno}: {exc.msg}"
+    line, column = chunk.places[offset]
+    column = exc.colno if exc.lineno > 1 else column + exc.colno - 1
+    return f"invalid JSON at line {line + exc.lineno - 1} column {column}: {exc.msg}"
 
 
 def _serialise_many(value: Any) -> list[bytes]:
@@ -132,10 +139,15 @@ def _serialise_many(value: Any) -> list[bytes]:
 
 
 def _raw_record(record: Any) -> bytes | None:
+    """The record for the error output; None when even ``repr`` fails (nested deeper than Python recurses)."""
     try:
         return dumps(record)
     except (TypeError, orjson.JSONEncodeError):
+        pass
+    try:
         return repr(record).encode()
+    except (RecursionError, ValueError):
+        return None
 
 
 def unprocessed(chunk: Chunk, stage: str, message: str) -> list[Failure]:

@@ -10,7 +10,8 @@ from typing import Any, BinaryIO
 import fastavro
 import orjson
 
-from mlprep.codecs.base import CHUNK_RECORDS, tell
+from mlprep.codecs.avro_limits import Container, RecordReader, RecordTooLarge
+from mlprep.codecs.base import CHUNK_RECORDS, default_max_record_bytes, peek_at_least, tell
 from mlprep.errors import InputFormatError
 from mlprep.process import DECODE, Chunk, Failure
 
@@ -33,12 +34,14 @@ def load_schema(path: str | Path) -> Any:
 class AvroCodec:
     name = "avro"
 
-    def __init__(self, schema_path: str | Path | None = None) -> None:
+    def __init__(self, schema_path: str | Path | None = None, max_record_bytes: int | None = None) -> None:
         self.schema_path = schema_path
+        self.max_record_bytes = max_record_bytes or default_max_record_bytes()
         self._schema = load_schema(schema_path) if schema_path else None
 
     def chunks(self, stream: BinaryIO, source: str) -> Iterator[Chunk]:
-        if _peek(stream, 4) == MAGIC:
+        head, stream = peek_at_least(stream, len(MAGIC))
+        if head == MAGIC:
             return self._container(stream, source)
         if self._schema is None:
             raise InputFormatError(
@@ -48,11 +51,23 @@ class AvroCodec:
         return self._schemaless(stream, source)
 
     def _container(self, stream: BinaryIO, source: str) -> Iterator[Chunk]:
+        """Blocks of a container file; its writer schema comes from the file and is checked like any other."""
         records: list[Any] = []
         first = 1
         try:
-            for record in fastavro.reader(stream):
-                records.append(record)
+            container = Container(stream, self.max_record_bytes)
+            reader = RecordReader(fastavro.parse_schema(orjson.loads(container.schema_text)), self.max_record_bytes)
+            read = reader.read
+            for count, block in container.blocks():
+                for _ in range(count):
+                    try:
+                        records.append(read(block))
+                    except RecordTooLarge as exc:
+                        yield Chunk(source, "record", first, records=records)
+                        first += len(records)
+                        records = []
+                        yield _too_large(source, first, exc)
+                        first += 1
                 if len(records) >= CHUNK_RECORDS:
                     yield Chunk(source, "record", first, records=records, offset=tell(stream))
                     first += len(records)
@@ -63,16 +78,22 @@ class AvroCodec:
         yield Chunk(source, "record", first, records=records, idle=True, offset=tell(stream))
 
     def _schemaless(self, stream: BinaryIO, source: str) -> Iterator[Chunk]:
-        schema = self._schema
+        reader = RecordReader(self._schema, self.max_record_bytes)
         records: list[Any] = []
         first = 1
-        reader = fastavro.schemaless_reader
         while True:
             ahead = _peek(stream, 1)
             if not ahead:
                 break
             try:
-                records.append(reader(stream, schema))
+                records.append(reader.read(stream))
+            except RecordTooLarge as exc:
+                yield Chunk(source, "record", first, records=records)
+                first += len(records)
+                records = []
+                yield _too_large(source, first, exc)
+                first += 1
+                continue
             except Exception as exc:
                 yield _fatal(source, first, records, exc, stream)
                 return
@@ -81,6 +102,11 @@ class AvroCodec:
                 first += len(records)
                 records = []
         yield Chunk(source, "record", first, records=records, idle=True, offset=tell(stream))
+
+
+def _too_large(source: str, position: int, exc: RecordTooLarge) -> Chunk:
+    failure = Failure(source, "record", position, DECODE, f"Avro record not decoded: {exc}", None)
+    return Chunk(source, "record", position, records=[], failures=[failure])
 
 
 def _fatal(source: str, first: int, records: list[Any], exc: Exception, stream: BinaryIO) -> Chunk:

@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import io
 import threading
-import zlib
 from pathlib import Path
 from typing import Any
 
 import fastavro
 import httpx
 import orjson
-from fastavro.read import HEADER_SCHEMA
 
 from mlprep.codecs.avro import MAGIC, load_schema
+from mlprep.codecs.avro_limits import Container, RecordReader
 from mlprep.core import CUTOUT_FIELDS
 from mlprep.errors import MlprepError
 from mlprep.serialization import dumps
 from mlprep.settings import Settings
 
-_HEADER = fastavro.parse_schema(HEADER_SCHEMA)
 FRAMINGS = ("auto", "container", "schemaless", "key-schema", "confluent")
 
 
@@ -36,7 +34,12 @@ class DecodeError(ValueError):
 
 class MessageDecoder:
     def __init__(
-        self, fmt: str, framing: str = "auto", schema_path: str | Path | None = None, registry_url: str | None = None
+        self,
+        fmt: str,
+        framing: str = "auto",
+        schema_path: str | Path | None = None,
+        registry_url: str | None = None,
+        max_record_bytes: int = Settings.model_fields["max_record_bytes"].default,
     ) -> None:
         if framing not in FRAMINGS:
             raise MlprepError(f"INPUT_AVRO_FRAMING must be one of {', '.join(FRAMINGS)}, not {framing!r}")
@@ -45,17 +48,23 @@ class MessageDecoder:
         if fmt == "avro" and framing == "confluent" and not registry_url:
             raise MlprepError("INPUT_AVRO_FRAMING=confluent needs SCHEMA_REGISTRY_URL")
         self.fmt, self.framing, self.registry_url = fmt, framing, registry_url
+        self.limit = max_record_bytes
         self.schema = load_schema(schema_path) if schema_path else None
-        self._key_schemas: dict[bytes, Any] = {}
-        self._writer_schemas: dict[bytes, Any] = {}
-        self._registry: dict[int, Any] = {}
+        self._reader = RecordReader(self.schema, self.limit) if self.schema is not None else None
+        self._key_schemas: dict[bytes, RecordReader] = {}
+        self._writer_schemas: dict[bytes, RecordReader] = {}
+        self._registry: dict[int, RecordReader] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MessageDecoder:
-        """INPUT_FORMAT, INPUT_AVRO_FRAMING, AVRO_SCHEMA_PATH, SCHEMA_REGISTRY_URL."""
+        """INPUT_FORMAT, INPUT_AVRO_FRAMING, AVRO_SCHEMA_PATH, SCHEMA_REGISTRY_URL, MAX_RECORD_BYTES."""
         return cls(
-            settings.input_format, settings.input_avro_framing, settings.avro_schema_path, settings.schema_registry_url
+            settings.input_format,
+            settings.input_avro_framing,
+            settings.avro_schema_path,
+            settings.schema_registry_url,
+            settings.max_record_bytes,
         )
 
     def decode(self, value: bytes | None, key: bytes | None = None) -> list[Any]:
@@ -74,8 +83,10 @@ class MessageDecoder:
                 return self._container(value)
             if framing == "confluent":
                 return [self._confluent(value)]
-            schema = self._key_schema(key) if framing == "key-schema" else self.schema
-            return [fastavro.schemaless_reader(io.BytesIO(value), schema)]
+            reader = self._key_schema(key) if framing == "key-schema" else self._reader
+            if reader is None:
+                raise DecodeError("INPUT_AVRO_FRAMING=schemaless needs AVRO_SCHEMA_PATH")
+            return [reader.read(io.BytesIO(value))]
         except DecodeError:
             raise
         except Exception as exc:
@@ -98,36 +109,21 @@ class MessageDecoder:
     def _container(self, value: bytes) -> list[Any]:
         """A container file in one message. Every message repeats the same writer schema: it is parsed
         once and cached by its bytes (fastavro.reader would parse it again for each message)."""
-        stream = io.BytesIO(value)
-        header = fastavro.schemaless_reader(stream, _HEADER)
-        meta = header["meta"]
-        codec = meta.get("avro.codec", b"null")
-        if codec not in (b"null", b"deflate"):
-            return list(fastavro.reader(io.BytesIO(value)))
-        text = meta["avro.schema"]
-        schema = self._writer_schemas.get(text)
-        if schema is None:
-            schema = fastavro.parse_schema(orjson.loads(text))
+        container = Container(io.BytesIO(value), self.limit)
+        reader = self._writer_schemas.get(container.schema_text)
+        if reader is None:
+            reader = RecordReader(fastavro.parse_schema(orjson.loads(container.schema_text)), self.limit)
             with self._lock:
-                self._writer_schemas[text] = schema
-        records: list[Any] = []
-        reader = fastavro.schemaless_reader
-        while stream.tell() < len(value):
-            count = reader(stream, "long")
-            size = reader(stream, "long")
-            data = stream.read(size)
-            stream.read(16)  # sync marker
-            block = io.BytesIO(zlib.decompress(data, -15) if codec == b"deflate" else data)
-            records.extend(reader(block, schema) for _ in range(count))
-        return records
+                self._writer_schemas[container.schema_text] = reader
+        return [reader.read(block) for count, block in container.blocks() for _ in range(count)]
 
-    def _key_schema(self, key: bytes | None) -> Any:
+    def _key_schema(self, key: bytes | None) -> RecordReader:
         if not key:
             raise DecodeError("INPUT_AVRO_FRAMING=key-schema but the message has no key")
         with self._lock:
             if key not in self._key_schemas:
                 try:
-                    self._key_schemas[key] = fastavro.parse_schema(orjson.loads(key))
+                    self._key_schemas[key] = RecordReader(fastavro.parse_schema(orjson.loads(key)), self.limit)
                 except Exception as exc:
                     raise DecodeError(f"the message key is not an Avro schema: {exc}")
             return self._key_schemas[key]
@@ -137,18 +133,18 @@ class MessageDecoder:
             raise DecodeError("not in the Confluent wire format (magic byte 0 + schema id)")
         schema_id = int.from_bytes(value[1:5], "big")
         with self._lock:
-            schema = self._registry.get(schema_id)
-        if schema is None:
+            reader = self._registry.get(schema_id)
+        if reader is None:
             url = f"{(self.registry_url or '').rstrip('/')}/schemas/ids/{schema_id}"
             try:
                 answer = httpx.get(url, timeout=10)
                 answer.raise_for_status()
-                schema = fastavro.parse_schema(orjson.loads(answer.json()["schema"]))
+                reader = RecordReader(fastavro.parse_schema(orjson.loads(answer.json()["schema"])), self.limit)
             except Exception as exc:
                 raise DecodeError(f"schema {schema_id} not found in the schema registry: {exc}")
             with self._lock:
-                self._registry[schema_id] = schema
-        return fastavro.schemaless_reader(io.BytesIO(value[5:]), schema)
+                self._registry[schema_id] = reader
+        return reader.read(io.BytesIO(value[5:]))
 
 
 class MessageEncoder:
