@@ -23,11 +23,11 @@ sys.path.insert(0, str(ROOT / "examples" / "alerts"))
 import generate_alerts  # noqa: E402
 
 from mlprep import services  # noqa: E402
-from mlprep.core import Preprocessor  # noqa: E402
 from mlprep.kafka.bridge import build_bridge  # noqa: E402
 from mlprep.kafka.broker import start_broker  # noqa: E402
 from mlprep.kafka.loop import BatchLoop, Outgoing  # noqa: E402
 from mlprep.kafka.processor import build_processor  # noqa: E402
+from mlprep.runtime.core import Preprocessor  # noqa: E402
 from mlprep.services import free_port  # noqa: E402
 from mlprep.settings import Settings  # noqa: E402
 

@@ -58,7 +58,7 @@ def test_batch_in_order_with_per_index_errors(server):
     assert response.status_code == 200
     body = response.json()
     assert body["results"] == [{"i": 0, "ok": True}, None, None, None, {"i": 4, "ok": True}]
-    assert [(e["index"], e["stage"]) for e in body["errors"]] == [(1, "preprocess"), (2, "input"), (3, "serialize")]
+    assert [(e["index"], e["stage"]) for e in body["errors"]] == [(1, "preprocess"), (2, "decode"), (3, "serialize")]
     assert "ValueError: boom requested" in body["errors"][0]["error"]
 
 
@@ -122,7 +122,7 @@ def test_metrics_count_requests_records_errors_and_latency(server):
     text = server.client.get("/metrics").text
     assert 'mlprep_requests_total{endpoint="/preprocess/batch",status="200"}' in text
     assert 'mlprep_records_total{endpoint="/preprocess/batch"}' in text
-    assert 'mlprep_record_errors_total{endpoint="/preprocess/batch"}' in text
+    assert 'mlprep_record_errors_total{endpoint="/preprocess/batch",stage="preprocess"}' in text
     assert 'mlprep_request_duration_seconds_bucket{endpoint="/preprocess/batch",le="+Inf"}' in text
 
 

@@ -10,9 +10,9 @@ import orjson
 import pytest
 from conftest import IDENTITY, ROOT, run_cli
 
-from mlprep.batch import BatchOptions, run_batch
-from mlprep.codecs.json_document import JsonDocumentCodec
-from mlprep.core import Preprocessor
+from mlprep.batch.run import BatchOptions, run_batch
+from mlprep.runtime.codecs.json_document import JsonDocumentCodec
+from mlprep.runtime.core import Preprocessor
 
 SCHEMA = {
     "type": "record",
@@ -51,7 +51,7 @@ def run(pre_dir, source_bytes: bytes, name: str = "input", **options):
     pre = Preprocessor.load(pre_dir, skip_cutouts=options.pop("skip_cutouts", False))
     out, err = io.BytesIO(), io.StringIO()
     stream = io.BufferedReader(io.BytesIO(source_bytes))
-    import mlprep.batch as batch
+    import mlprep.batch.run as batch
 
     original = batch._open
     batch._open = lambda source: stream
@@ -231,7 +231,7 @@ def test_a_failing_pre_processing_batch_is_logged_once_and_counted(make_preproce
     assert len(result.stdout.splitlines()) == 30_000
     assert err.count("pre_processing_batch raised RuntimeError: vectorised path broken") == 1
     assert "redone one record at a time" in err
-    from mlprep.core import Preprocessor
+    from mlprep.runtime.core import Preprocessor
 
     pre = Preprocessor.load(folder)
     for _ in range(3):

@@ -173,7 +173,7 @@ def test_output_that_cannot_be_written_ends_with_the_summary(make_preprocessing,
 
 
 CODEC_BUG = """
-import mlprep.codecs.jsonl as jsonl
+import mlprep.runtime.codecs.jsonl as jsonl
 
 original = jsonl.JsonlCodec.chunks
 

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlprep.codecs.avro import AvroCodec
-from mlprep.codecs.json_document import JsonDocumentCodec
-from mlprep.codecs.jsonl import JsonlCodec
-from mlprep.core import Preprocessor
-from mlprep.loader import LoadedPreprocessing
-from mlprep.process import process_chunk
+from mlprep.batch.chunks import process_chunk
+from mlprep.runtime.codecs.avro import AvroCodec
+from mlprep.runtime.codecs.json_document import JsonDocumentCodec
+from mlprep.runtime.codecs.jsonl import JsonlCodec
+from mlprep.runtime.core import Preprocessor
+from mlprep.runtime.loader import LoadedPreprocessing
 
 BOM = b"\xef\xbb\xbf"
 EXAMPLES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from mlprep import loader
-from mlprep.core import Preprocessor
 from mlprep.errors import (
     MissingDependencyError,
     PreprocessingFunctionError,
     PreprocessingImportError,
     PreprocessingNotFoundError,
 )
+from mlprep.runtime import loader
+from mlprep.runtime.core import Preprocessor
 
 
 def test_loads_from_folder_and_from_file(make_preprocessing):

@@ -11,7 +11,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from mlprep.serialization import dumps
+from mlprep.runtime.serialization import dumps
 
 
 def roundtrip(value):

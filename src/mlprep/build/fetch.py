@@ -22,7 +22,7 @@ import orjson
 
 from mlprep.build.naming import check_artifact_path, check_run_id, without_credentials
 from mlprep.errors import MlprepError
-from mlprep.loader import ENTRY_FILE
+from mlprep.runtime.loader import ENTRY_FILE
 from mlprep.redaction import redact
 
 Log = Callable[[str], None]

@@ -31,7 +31,7 @@ from mlprep.build.naming import (
     without_credentials,
 )
 from mlprep.errors import MlprepError
-from mlprep.loader import ENTRY_FILE
+from mlprep.runtime.loader import ENTRY_FILE
 
 PYTHON_VERSION = re.compile(r"3\.[0-9]{1,2}")
 MODEL_SOURCE = re.compile(r"models:/[A-Za-z0-9_.@/ -]+|runs:/[A-Za-z0-9_-]+/[A-Za-z0-9_./-]+|m-[0-9a-f]{32}")

@@ -96,8 +96,8 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from mlprep.batch import BatchOptions, OutputFile, refuse_overlaps, run_batch
-    from mlprep.core import Preprocessor
+    from mlprep.batch.run import BatchOptions, OutputFile, refuse_overlaps, run_batch
+    from mlprep.runtime.core import Preprocessor
 
     refuse_overlaps(args.files, args.output, args.dead_letter)
     pre = Preprocessor.load(args.preprocessing, skip_cutouts=args.skip_cutouts)
@@ -108,6 +108,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         on_error=args.on_error,
         dead_letter=args.dead_letter,
         progress=args.progress,
+        max_record_bytes=settings.max_record_bytes,
     )
     where = ""
     signal.signal(signal.SIGTERM, _terminate)

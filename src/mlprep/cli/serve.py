@@ -22,8 +22,8 @@ def register(commands: argparse._SubParsersAction, settings: Settings) -> None:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from mlprep.api.app import create_app
-    from mlprep.core import Preprocessor
+    from mlprep.rest.app import create_app
+    from mlprep.runtime.core import Preprocessor
 
     log_to_stderr()
     pre = Preprocessor.load(args.preprocessing, skip_cutouts=settings.skip_cutouts)
@@ -32,14 +32,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers > 1:
         import tempfile
 
-        from mlprep.api.metrics import MULTIPROCESS_DIR
+        from mlprep.rest.metrics import MULTIPROCESS_DIR
 
         # uvicorn spawns the worker processes: they build their settings from the environment, so the
         # folder given with -p goes there, and so does the folder where every process counts its metrics.
         os.environ["MLPREP_PREPROCESSING_DIR"] = str(args.preprocessing)
         with tempfile.TemporaryDirectory(prefix="mlprep-metrics-") as folder:
             os.environ.setdefault(MULTIPROCESS_DIR, folder)
-            uvicorn.run("mlprep.api.app:create_app", factory=True, workers=args.workers, **options)
+            uvicorn.run("mlprep.rest.app:create_app", factory=True, workers=args.workers, **options)
     else:
         settings.preprocessing_dir = str(args.preprocessing)
         uvicorn.run(create_app(settings, pre), **options)

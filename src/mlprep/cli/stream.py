@@ -45,8 +45,8 @@ def register(commands: argparse._SubParsersAction, settings: Settings) -> None:
 
 
 def _kafka(args: argparse.Namespace, settings: Settings) -> int:
-    from mlprep.core import Preprocessor
     from mlprep.kafka.processor import serve_with_processor
+    from mlprep.runtime.core import Preprocessor
 
     log_to_stderr()
     pre = Preprocessor.load(args.preprocessing, skip_cutouts=settings.skip_cutouts)

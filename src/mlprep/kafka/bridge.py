@@ -18,7 +18,7 @@ from confluent_kafka import Message
 from mlprep.kafka.framing import MessageDecoder, MessageEncoder
 from mlprep.kafka.loop import BatchLoop, Outgoing, dead_letter, stream_loop, stream_topics
 from mlprep.kafka.processor import decode_batch
-from mlprep.serialization import dumps
+from mlprep.runtime.serialization import dumps
 from mlprep.settings import Settings
 
 log = logging.getLogger("mlprep.kafka")

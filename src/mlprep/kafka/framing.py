@@ -18,11 +18,11 @@ import fastavro
 import httpx
 import orjson
 
-from mlprep.codecs.avro import MAGIC, load_schema
-from mlprep.codecs.avro_limits import Container, RecordReader
-from mlprep.core import CUTOUT_FIELDS
 from mlprep.errors import MlprepError
-from mlprep.serialization import dumps
+from mlprep.runtime.codecs.avro import MAGIC, load_schema
+from mlprep.runtime.codecs.avro_limits import Container, RecordReader
+from mlprep.runtime.core import CUTOUT_FIELDS
+from mlprep.runtime.serialization import dumps
 from mlprep.settings import Settings
 
 FRAMINGS = ("auto", "container", "schemaless", "key-schema", "confluent")

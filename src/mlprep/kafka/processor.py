@@ -12,9 +12,9 @@ from typing import Any
 import uvicorn
 from confluent_kafka import Message
 
-from mlprep.core import Preprocessor, describe_exception, records_of
 from mlprep.kafka.framing import DecodeError, MessageDecoder, MessageEncoder
 from mlprep.kafka.loop import BatchLoop, Headers, Outgoing, dead_letter, stream_loop, stream_topics
+from mlprep.runtime.core import Preprocessor, describe_exception, records_of
 from mlprep.settings import Settings
 
 log = logging.getLogger("mlprep.kafka")
@@ -102,7 +102,7 @@ def build_processor(settings: Settings, pre: Preprocessor) -> BatchLoop:
 
 def serve_with_processor(settings: Settings, pre: Preprocessor, host: str, port: int) -> int:
     """The REST API in the main thread (it handles SIGTERM), the processor in another; drained on exit."""
-    from mlprep.api.app import create_app
+    from mlprep.rest.app import create_app
 
     loop = build_processor(settings, pre)
     app = create_app(settings, pre)

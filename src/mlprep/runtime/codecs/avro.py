@@ -10,10 +10,10 @@ from typing import Any, BinaryIO
 import fastavro
 import orjson
 
-from mlprep.codecs.avro_limits import Container, RecordReader, RecordTooLarge
-from mlprep.codecs.base import CHUNK_RECORDS, default_max_record_bytes, peek_at_least, tell
 from mlprep.errors import InputFormatError
-from mlprep.process import DECODE, Chunk, Failure
+from mlprep.runtime.codecs.avro_limits import Container, RecordReader, RecordTooLarge
+from mlprep.runtime.codecs.base import CHUNK_RECORDS, DEFAULT_MAX_RECORD_BYTES, peek_at_least, tell
+from mlprep.runtime.outcomes import Chunk, Failure, Stage
 
 MAGIC = b"Obj\x01"
 
@@ -34,9 +34,9 @@ def load_schema(path: str | Path) -> Any:
 class AvroCodec:
     name = "avro"
 
-    def __init__(self, schema_path: str | Path | None = None, max_record_bytes: int | None = None) -> None:
+    def __init__(self, schema_path: str | Path | None = None, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
         self.schema_path = schema_path
-        self.max_record_bytes = max_record_bytes or default_max_record_bytes()
+        self.max_record_bytes = max_record_bytes
         self._schema = load_schema(schema_path) if schema_path else None
 
     def chunks(self, stream: BinaryIO, source: str) -> Iterator[Chunk]:
@@ -105,7 +105,7 @@ class AvroCodec:
 
 
 def _too_large(source: str, position: int, exc: RecordTooLarge) -> Chunk:
-    failure = Failure(source, "record", position, DECODE, f"Avro record not decoded: {exc}", None)
+    failure = Failure(source, "record", position, Stage.DECODE, f"Avro record not decoded: {exc}", None)
     return Chunk(source, "record", position, records=[], failures=[failure])
 
 
@@ -113,7 +113,7 @@ def _fatal(source: str, first: int, records: list[Any], exc: Exception, stream: 
     position = first + len(records)
     reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     message = f"Avro decode error at byte {tell(stream)}: {reason}; the rest of this input is not read"
-    failure = Failure(source, "record", position, DECODE, message, None)
+    failure = Failure(source, "record", position, Stage.DECODE, message, None)
     return Chunk(source, "record", first, records=records, fatal=failure, idle=True)
 
 

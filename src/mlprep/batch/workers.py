@@ -24,8 +24,9 @@ from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from mlprep.core import Preprocessor
-from mlprep.process import Chunk, ChunkResult, process_chunk
+from mlprep.batch.chunks import ChunkResult, process_chunk
+from mlprep.runtime.core import Preprocessor
+from mlprep.runtime.outcomes import Chunk
 
 _WORKER: Preprocessor | None = None
 PIECE = 2000  # items per task sent to a worker

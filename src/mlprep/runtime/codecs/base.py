@@ -6,7 +6,7 @@ import io
 from collections.abc import Iterator
 from typing import Any, BinaryIO, Protocol
 
-from mlprep.process import DECODE, Chunk, Failure
+from mlprep.runtime.outcomes import Chunk, Failure, Stage
 from mlprep.settings import Settings
 
 CHUNK_BYTES = 1 << 16  # 64 KiB: small enough to stay in cache, large enough to amortise
@@ -81,8 +81,7 @@ def tell(stream: BinaryIO) -> int:
         return 0
 
 
-def default_max_record_bytes() -> int:
-    return Settings().max_record_bytes
+DEFAULT_MAX_RECORD_BYTES: int = Settings.model_fields["max_record_bytes"].default  # MAX_RECORD_BYTES
 
 
 def too_large(source: str, unit: str, position: int, size: int, limit: int) -> Chunk:
@@ -91,20 +90,5 @@ def too_large(source: str, unit: str, position: int, size: int, limit: int) -> C
         f"record of {size:,} bytes is larger than the limit of {limit:,} bytes (MAX_RECORD_BYTES); "
         "raise MAX_RECORD_BYTES to accept it"
     )
-    failure = Failure(source, unit, position, DECODE, message, None)
+    failure = Failure(source, unit, position, Stage.DECODE, message, None)
     return Chunk(source, unit, position, lines=[], failures=[failure])
-
-
-def open_codec(name: str, avro_schema: str | None = None) -> Codec:
-    """The codec called ``name`` (jsonl, json, avro)."""
-    from mlprep.codecs.avro import AvroCodec
-    from mlprep.codecs.json_document import JsonDocumentCodec
-    from mlprep.codecs.jsonl import JsonlCodec
-
-    if name == "jsonl":
-        return JsonlCodec()
-    if name == "json":
-        return JsonDocumentCodec()
-    if name == "avro":
-        return AvroCodec(avro_schema)
-    raise ValueError(f"unknown input format {name!r}: use jsonl, json or avro")

@@ -16,16 +16,17 @@ from typing import BinaryIO, TextIO
 
 import orjson
 
-from mlprep.codecs import detect_codec
-from mlprep.core import Preprocessor, describe_exception
+from mlprep.batch.chunks import unprocessed
+from mlprep.batch.progress import Progress
+from mlprep.batch.workers import WorkerDied, process_in_order
 from mlprep.errors import InputFormatError, OutputError
-from mlprep.process import Chunk, Failure, unprocessed
-from mlprep.progress import Progress
-from mlprep.workers import WorkerDied, process_in_order
+from mlprep.runtime.codecs import detect_codec
+from mlprep.runtime.codecs.base import DEFAULT_MAX_RECORD_BYTES
+from mlprep.runtime.core import Preprocessor, describe_exception
+from mlprep.runtime.outcomes import Chunk, Failure, Stage
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"
-WORKER = "worker"  # stage of the records a dead worker process took with it
 
 
 @dataclass
@@ -36,6 +37,7 @@ class BatchOptions:
     on_error: str = "fail"  # "fail" stops at the first bad record, "skip" reports it and goes on
     dead_letter: Path | None = None
     progress: bool | None = None  # None: when reading a file and stderr is a terminal
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES  # MAX_RECORD_BYTES
 
 
 @dataclass
@@ -102,7 +104,7 @@ def run_batch(
                     break
             out.flush()
         except WorkerDied as exc:
-            lost = [failure for chunk in exc.lost for failure in unprocessed(chunk, WORKER, exc.cause)]
+            lost = [failure for chunk in exc.lost for failure in unprocessed(chunk, Stage.WORKER, exc.cause)]
             summary.n_in += len(lost)
             summary.n_failed += len(lost)
             summary.error = f"{exc.cause}; the run stopped. {_lost_text(exc.lost, dead is not None)}"
@@ -171,18 +173,18 @@ def _chunks(sources: list[str], options: BatchOptions) -> Iterator[Chunk]:
         unit, position = "record", 1
         try:
             with _open(source) as stream:
-                codec = detect_codec(stream, name, options.input_format, options.avro_schema)
+                codec = detect_codec(stream, name, options.input_format, options.avro_schema, options.max_record_bytes)
                 for chunk in codec.chunks(stream, name):
                     items = chunk.lines if chunk.lines is not None else chunk.records or []
                     unit, position = chunk.unit, chunk.first + len(items)
                     yield chunk
         except (OSError, InputFormatError) as exc:
             message = str(exc) if isinstance(exc, InputFormatError) else f"cannot read input: {exc.strerror}"
-            failure = Failure(name, unit, position, "open", message)
+            failure = Failure(name, unit, position, Stage.OPEN, message)
             yield Chunk(name, unit, position, records=[], fatal=failure, idle=True)
         except Exception as exc:  # a bug in a codec: report it as this input's last failure and go on
             message = f"cannot read input past this point: unexpected {describe_exception(exc)} (please report this)"
-            failure = Failure(name, unit, position, "decode", message)
+            failure = Failure(name, unit, position, Stage.DECODE, message)
             yield Chunk(name, unit, position, records=[], fatal=failure, idle=True)
 
 

@@ -7,11 +7,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from mlprep import loader
-from mlprep.loader import LoadedPreprocessing
+from mlprep.runtime import loader
+from mlprep.runtime.loader import LoadedPreprocessing
 
 CUTOUT_FIELDS = ("cutoutScience", "cutoutTemplate", "cutoutDifference")
-log = logging.getLogger("mlprep.core")
+log = logging.getLogger("mlprep.runtime.core")
 
 
 class Preprocessor:

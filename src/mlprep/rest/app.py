@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -19,10 +20,11 @@ from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
 from mlprep import __version__
-from mlprep.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from mlprep.api.metrics import Metrics
-from mlprep.api.pool import Abandoned, Job, RequestTimeout, TrackedRecords, WorkerPool
-from mlprep.api.schemas import (
+from mlprep.redaction import redact, redact_logs
+from mlprep.rest.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from mlprep.rest.metrics import Metrics
+from mlprep.rest.pool import Abandoned, Job, RequestTimeout, TrackedRecords, WorkerPool
+from mlprep.rest.schemas import (
     BatchRequest,
     BatchResponse,
     ErrorResponse,
@@ -30,10 +32,10 @@ from mlprep.api.schemas import (
     PreprocessResponse,
     body_schema,
 )
-from mlprep.core import Preprocessor, describe_exception
-from mlprep.provenance import Provenance
-from mlprep.redaction import redact, redact_logs
-from mlprep.serialization import dumps
+from mlprep.runtime.core import Preprocessor, describe_exception
+from mlprep.runtime.outcomes import Stage
+from mlprep.runtime.provenance import Provenance
+from mlprep.runtime.serialization import dumps
 from mlprep.settings import Settings, load_settings
 
 JSON = "application/json"
@@ -41,7 +43,7 @@ JSON = "application/json"
 # exceptions of a chunk and its encoded outputs are all a request holds besides its body and answer.
 CHUNK_RECORDS = 1000
 CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection before the answer"
-log = logging.getLogger("mlprep.api")
+log = logging.getLogger("mlprep.rest")
 _PARSING = threading.Lock()
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
@@ -58,11 +60,19 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 class ApiError(Exception):
     """An error answered as ``{"error": ..., "type": ...}`` with its HTTP status."""
 
-    def __init__(self, status: int, message: str, kind: str | None = None, index: int | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str | None = None,
+        index: int | None = None,
+        stage: Stage = Stage.DECODE,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind
         self.index = index
+        self.stage = stage  # what the metrics count the failed request's records under
 
     def response(self) -> Response:
         body: dict[str, Any] = {"error": str(self), "type": self.kind}
@@ -96,20 +106,20 @@ def create_app(settings: Settings | None = None, preprocessor: Preprocessor | No
     async def handle(
         endpoint: str,
         request: Request,
-        work: Callable[[Any, Job], tuple[bytes, int, int]],
+        work: Callable[[Any, Job], tuple[bytes, int, Counter[Stage]]],
         max_records: int | None = None,
     ) -> Response:
         begin = time.perf_counter()
-        records = errors = 0
+        records = 0
         job = Job()
         try:
             raw = await _read_body(request, limit)
             body, records, errors = await pool.run(lambda job: work(_data_of(raw, max_records), job), job)
         except ApiError as exc:
-            metrics.observe(endpoint, exc.status, time.perf_counter() - begin, records, 1)
+            metrics.observe(endpoint, exc.status, time.perf_counter() - begin, records, {exc.stage: 1})
             return exc.response()
         except RequestTimeout:
-            metrics.observe(endpoint, 504, time.perf_counter() - begin, job.total, 1)
+            metrics.observe(endpoint, 504, time.perf_counter() - begin, job.total, {Stage.TIMEOUT: 1})
             error = _timeout_error(job, settings, pre)
             log.warning("%s: %s", endpoint, error)
             return error.response()
@@ -231,17 +241,18 @@ def _single(pre: Preprocessor, data: Any, job: Job) -> tuple[bytes, int, int]:
     outputs, failures = pre.apply(TrackedRecords([data], range(1), job))
     if failures:
         exc = failures[0]
-        raise ApiError(422, f"pre_processing raised {_describe(exc)}", type(exc).__name__)
+        raise ApiError(422, f"pre_processing raised {_describe(exc)}", type(exc).__name__, stage=Stage.PREPROCESS)
     try:
-        return b'{"result":' + dumps(outputs[0]) + b"}", 1, 0
+        return b'{"result":' + dumps(outputs[0]) + b"}", 1, Counter()
     except (TypeError, orjson.JSONEncodeError) as exc:
-        raise ApiError(500, f"pre_processing returned a value that cannot be serialised to JSON: {exc}", "serialize")
+        message = f"pre_processing returned a value that cannot be serialised to JSON: {exc}"
+        raise ApiError(500, message, Stage.SERIALIZE, stage=Stage.SERIALIZE) from exc
 
 
-ItemError = tuple[int, str, str]  # index, stage, message
+ItemError = tuple[int, Stage, str]  # index, stage, message
 
 
-def _batch(pre: Preprocessor, data: Any, job: Job) -> tuple[bytes, int, int]:
+def _batch(pre: Preprocessor, data: Any, job: Job) -> tuple[bytes, int, Counter[Stage]]:
     """The answer to a batch, built chunk by chunk so a request holds little more than its body.
 
     Outputs are encoded a chunk at a time (a small ``bytes`` per record would cost about 4 KiB each)
@@ -263,7 +274,7 @@ def _batch(pre: Preprocessor, data: Any, job: Job) -> tuple[bytes, int, int]:
     errors.sort()
     error_list = [{"index": index, "stage": stage, "error": message} for index, stage, message in errors]
     parts += (b'],"errors":', dumps(error_list), b"}")
-    return b"".join(parts), len(data), len(errors)
+    return b"".join(parts), len(data), Counter(stage for _, stage, _ in errors)
 
 
 def _apply_chunk(pre: Preprocessor, chunk: list[Any], start: int, job: Job, errors: list[ItemError]) -> list[Any]:
@@ -275,7 +286,7 @@ def _apply_chunk(pre: Preprocessor, chunk: list[Any], start: int, job: Job, erro
         positions = [i for i, item in enumerate(chunk) if type(item) is dict]
         records = [chunk[i] for i in positions]
         errors.extend(
-            (start + i, "input", f"record must be a JSON object, not {_json_type(item)}")
+            (start + i, Stage.DECODE, f"record must be a JSON object, not {_json_type(item)}")
             for i, item in enumerate(chunk)
             if type(item) is not dict
         )
@@ -285,7 +296,7 @@ def _apply_chunk(pre: Preprocessor, chunk: list[Any], start: int, job: Job, erro
     for position, value in zip(positions, outputs, strict=True):
         results[position] = value
     for number, exc in failures.items():
-        errors.append((start + positions[number], "preprocess", f"pre_processing raised {_describe(exc)}"))
+        errors.append((start + positions[number], Stage.PREPROCESS, f"pre_processing raised {_describe(exc)}"))
         results[positions[number]] = None
     return results
 
@@ -301,7 +312,7 @@ def _encode(results: list[Any], start: int, errors: list[ItemError]) -> bytes:
             dumps(value)
         except (TypeError, orjson.JSONEncodeError) as exc:
             results[position] = None
-            errors.append((start + position, "serialize", f"output cannot be serialised: {exc}"))
+            errors.append((start + position, Stage.SERIALIZE, f"output cannot be serialised: {exc}"))
     return dumps(results)
 
 
@@ -317,7 +328,7 @@ def _timeout_error(job: Job, settings: Settings, pre: Preprocessor) -> ApiError:
             504,
             f"no thread was free for pre_processing within {limit}: all {settings.api_threads} (API_THREADS) "
             "are busy; no record was started. Retry later, or raise API_THREADS or API_WORKERS",
-            "timeout",
+            Stage.TIMEOUT,
         )
     where = f"record {job.index}"
     if job.index is None:
@@ -330,7 +341,7 @@ def _timeout_error(job: Job, settings: Settings, pre: Preprocessor) -> ApiError:
         504,
         f"pre_processing did not finish within {limit}; it was on {where}. Its thread stays busy until "
         "pre_processing returns. Make pre_processing faster, send smaller batches or raise REQUEST_TIMEOUT_S",
-        "timeout",
+        Stage.TIMEOUT,
         job.index,
     )
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from mlprep.codecs.base import CHUNK_BYTES, default_max_record_bytes, reads, tell, too_large
-from mlprep.process import Chunk
+from mlprep.runtime.codecs.base import CHUNK_BYTES, DEFAULT_MAX_RECORD_BYTES, reads, tell, too_large
+from mlprep.runtime.outcomes import Chunk
 
 
 class JsonlCodec:
     name = "jsonl"
 
-    def __init__(self, max_record_bytes: int | None = None, read_size: int = CHUNK_BYTES) -> None:
-        self.max_record_bytes = max_record_bytes or default_max_record_bytes()
+    def __init__(self, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, read_size: int = CHUNK_BYTES) -> None:
+        self.max_record_bytes = max_record_bytes
         self.read_size = read_size
 
     def chunks(self, stream: BinaryIO, source: str) -> Iterator[Chunk]:

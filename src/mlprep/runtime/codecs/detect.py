@@ -7,9 +7,11 @@ from typing import BinaryIO
 
 import orjson
 
-from mlprep.codecs.avro import MAGIC
-from mlprep.codecs.base import Codec, open_codec
 from mlprep.errors import InputFormatError
+from mlprep.runtime.codecs.avro import MAGIC, AvroCodec
+from mlprep.runtime.codecs.base import DEFAULT_MAX_RECORD_BYTES, Codec
+from mlprep.runtime.codecs.json_document import JsonDocumentCodec
+from mlprep.runtime.codecs.jsonl import JsonlCodec
 
 FORMATS = ("auto", "jsonl", "json", "avro")
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".avro": "avro"}
@@ -47,9 +49,26 @@ def detect_format(stream: BinaryIO, source: str, avro_schema: str | None = None)
     )
 
 
-def detect_codec(stream: BinaryIO, source: str, input_format: str = "auto", avro_schema: str | None = None) -> Codec:
+def detect_codec(
+    stream: BinaryIO,
+    source: str,
+    input_format: str = "auto",
+    avro_schema: str | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> Codec:
     """The codec for ``stream``: ``input_format`` when given, else detected."""
     if input_format not in FORMATS:
         raise InputFormatError(f"unknown input format {input_format!r}: use one of {', '.join(FORMATS)}")
     name = detect_format(stream, source, avro_schema) if input_format == "auto" else input_format
-    return open_codec(name, avro_schema)
+    return open_codec(name, avro_schema, max_record_bytes)
+
+
+def open_codec(name: str, avro_schema: str | None = None, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Codec:
+    """The codec called ``name`` (jsonl, json, avro)."""
+    if name == "jsonl":
+        return JsonlCodec(max_record_bytes)
+    if name == "json":
+        return JsonDocumentCodec(max_record_bytes)
+    if name == "avro":
+        return AvroCodec(avro_schema, max_record_bytes)
+    raise ValueError(f"unknown input format {name!r}: use jsonl, json or avro")

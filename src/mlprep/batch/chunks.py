@@ -1,4 +1,4 @@
-"""Turn one chunk of input (raw JSONL lines or decoded records) into JSONL output and failures.
+"""Batch mode's work on one chunk: decode raw lines, apply, serialise to JSONL, report each failure.
 
 This runs in the main process or in worker processes (``--workers``): everything it takes and
 returns pickles cheaply.
@@ -11,41 +11,9 @@ from typing import Any
 
 import orjson
 
-from mlprep.core import Preprocessor, describe_exception, records_of
-from mlprep.serialization import dumps
-
-DECODE, PREPROCESS, SERIALIZE = "decode", "preprocess", "serialize"
-
-
-@dataclass(slots=True)
-class Failure:
-    """One bad record: where it was, at which stage it failed, why, and its raw input."""
-
-    source: str
-    unit: str  # "line" or "record"
-    position: int
-    stage: str
-    message: str
-    raw: bytes | None = None
-
-    def where(self) -> str:
-        return f"{self.source}: {self.unit} {self.position}"
-
-
-@dataclass(slots=True)
-class Chunk:
-    """A slice of one input: JSONL ``lines`` (decoded where processed) or decoded ``records``."""
-
-    source: str
-    unit: str
-    first: int
-    lines: list[bytes] | None = None
-    records: list[Any] | None = None
-    fatal: Failure | None = None  # the input cannot be read past this chunk
-    failures: list[Failure] | None = None  # records the codec could not decode (a chunk of their own)
-    places: list[tuple[int, int]] | None = None  # line and column where each of ``lines`` starts
-    idle: bool = False  # the input had nothing more at once: flush output after this chunk
-    offset: int = 0  # bytes of the input consumed (progress)
+from mlprep.runtime.core import Preprocessor, describe_exception, records_of
+from mlprep.runtime.outcomes import Chunk, Failure, Stage
+from mlprep.runtime.serialization import dumps
 
 
 @dataclass(slots=True)
@@ -79,7 +47,9 @@ def process_chunk(pre: Preprocessor, chunk: Chunk, fail_fast: bool = False) -> C
     append = parts.append
     for index, value in enumerate(outputs):
         if errors and index in errors:
-            failures.append(failure(index, PREPROCESS, f"pre_processing raised {describe_exception(errors[index])}"))
+            failures.append(
+                failure(index, Stage.PREPROCESS, f"pre_processing raised {describe_exception(errors[index])}")
+            )
             if fail_fast:
                 break
             continue
@@ -91,7 +61,7 @@ def process_chunk(pre: Preprocessor, chunk: Chunk, fail_fast: bool = False) -> C
             else:
                 parts.extend(_serialise_many(value))
         except (TypeError, orjson.JSONEncodeError) as exc:
-            failures.append(failure(index, SERIALIZE, f"output cannot be serialised to JSON: {exc}"))
+            failures.append(failure(index, Stage.SERIALIZE, f"output cannot be serialised to JSON: {exc}"))
             if fail_fast:
                 break
     if len(failures) > 1:
@@ -116,7 +86,9 @@ def _decode_lines(chunk: Chunk, failures: list[Failure], fail_fast: bool) -> tup
         except orjson.JSONDecodeError as exc:
             if not line.strip():
                 continue
-            failures.append(Failure(chunk.source, chunk.unit, position, DECODE, _invalid(chunk, offset, exc), line))
+            failures.append(
+                Failure(chunk.source, chunk.unit, position, Stage.DECODE, _invalid(chunk, offset, exc), line)
+            )
             if fail_fast:
                 break
             continue
@@ -150,7 +122,7 @@ def _raw_record(record: Any) -> bytes | None:
         return None
 
 
-def unprocessed(chunk: Chunk, stage: str, message: str) -> list[Failure]:
+def unprocessed(chunk: Chunk, stage: Stage, message: str) -> list[Failure]:
     """A failure for every item of a chunk that was never processed (its worker process died)."""
     if chunk.lines is not None:
         items: list[tuple[int, bytes | None]] = [

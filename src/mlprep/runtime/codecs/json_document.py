@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from mlprep.codecs.base import CHUNK_BYTES, CHUNK_RECORDS, default_max_record_bytes, reads, tell, too_large
-from mlprep.process import DECODE, Chunk, Failure
+from mlprep.runtime.codecs.base import CHUNK_BYTES, CHUNK_RECORDS, DEFAULT_MAX_RECORD_BYTES, reads, tell, too_large
+from mlprep.runtime.outcomes import Chunk, Failure, Stage
 
 _BLANK = re.compile(rb"[ \t\r\n]*+")
 # Inside an array or object: skip to the next bracket, over whole strings; stops at a bracket, at a
@@ -48,8 +48,8 @@ _OPEN, _CLOSE = frozenset(b"[{"), frozenset(b"]}")
 class JsonDocumentCodec:
     name = "json"
 
-    def __init__(self, max_record_bytes: int | None = None, read_size: int = CHUNK_BYTES) -> None:
-        self.max_record_bytes = max_record_bytes or default_max_record_bytes()
+    def __init__(self, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, read_size: int = CHUNK_BYTES) -> None:
+        self.max_record_bytes = max_record_bytes
         self.read_size = read_size
 
     def chunks(self, stream: BinaryIO, source: str) -> Iterator[Chunk]:
@@ -260,5 +260,5 @@ class _Scanner:
         line, column = self._place(self.pos)
         excerpt = bytes(self.buf[max(0, self.pos - 40) : self.pos + 40])
         text = f"invalid JSON at line {line} column {column}: {message}; the rest of this input is not read"
-        failure = Failure(self.source, "record", self.first, DECODE, text, excerpt)
+        failure = Failure(self.source, "record", self.first, Stage.DECODE, text, excerpt)
         return Chunk(self.source, "record", self.first, records=[], fatal=failure, idle=True)

@@ -8,6 +8,7 @@ scrape, counters never go backwards (Prometheus ``rate()`` stays right).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
@@ -31,7 +32,10 @@ class Metrics:
             "mlprep_records", "Records received for preprocessing.", ["endpoint"], registry=self.registry
         )
         self.errors = Counter(
-            "mlprep_record_errors", "Records whose preprocessing failed.", ["endpoint"], registry=self.registry
+            "mlprep_record_errors",
+            "Records that failed, by the stage they failed at (decode, preprocess, serialize, timeout).",
+            ["endpoint", "stage"],
+            registry=self.registry,
         )
         self.latency = Histogram(
             "mlprep_request_duration_seconds",
@@ -41,12 +45,14 @@ class Metrics:
             registry=self.registry,
         )
 
-    def observe(self, endpoint: str, status: int, seconds: float, records: int = 0, errors: int = 0) -> None:
+    def observe(
+        self, endpoint: str, status: int, seconds: float, records: int = 0, errors: Mapping[str, int] | None = None
+    ) -> None:
         self.requests.labels(endpoint, str(status)).inc()
         if records:
             self.records.labels(endpoint).inc(records)
-        if errors:
-            self.errors.labels(endpoint).inc(errors)
+        for stage, count in (errors or {}).items():
+            self.errors.labels(endpoint, stage).inc(count)
         self.latency.labels(endpoint).observe(seconds)
 
     def render(self) -> bytes:

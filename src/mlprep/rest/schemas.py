@@ -25,7 +25,7 @@ class BatchRequest(BaseModel):
 
 class ItemError(BaseModel):
     index: int = Field(..., description="Position of the record in the request's data list")
-    stage: str = Field(..., description="input, preprocess or serialize")
+    stage: str = Field(..., description="decode (not a JSON object), preprocess or serialize")
     error: str
 
 
