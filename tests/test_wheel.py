@@ -51,27 +51,27 @@ def test_the_wheel_builds_images_and_serves_the_build_api(installed, tmp_path, m
     empty = tmp_path / "empty"
     empty.mkdir()
     env = outside(tmp_path, {**mlflow_server.env(), "MLPREP_BASE_IMAGE": base_image})
-    where = subprocess.run(
-        [str(installed / "python"), "-c", "import mlprep; print(mlprep.__file__)"],
-        capture_output=True,
-        text=True,
-        cwd=empty,
-        env=env,
-        check=True,
-    ).stdout
+
+    def installed_run(*command: str) -> str:
+        """``command`` from the venv's bin folder, in the empty folder; its stdout's last line."""
+        done = subprocess.run(
+            [str(installed / command[0]), *command[1:]],
+            capture_output=True,
+            text=True,
+            cwd=empty,
+            env=env,
+            timeout=900,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout.strip().splitlines()[-1]
+
+    where = installed_run("python", "-c", "import mlprep; print(mlprep.__file__)")
     assert str(installed.parent) in where and str(ROOT) not in where
 
-    build = subprocess.run(
-        [str(installed / "mlprep"), "build", example_run, "auto", "--tag", "from-wheel"],
-        capture_output=True,
-        text=True,
-        cwd=empty,
-        env=env,
-        timeout=900,
-        check=False,
+    assert installed_run("mlprep", "build", example_run, "auto", "--tag", "from-wheel") == (
+        "preprocessing-testmodel-v1:from-wheel"
     )
-    assert build.returncode == 0, build.stderr[-3000:]
-    assert build.stdout.strip().splitlines()[-1] == "preprocessing-testmodel-v1:from-wheel"
     ran = subprocess.run(
         ["docker", "run", "--rm", "-i", "preprocessing-testmodel-v1:from-wheel"],
         input=b'{"Contract": "Two Year"}',
@@ -81,18 +81,9 @@ def test_the_wheel_builds_images_and_serves_the_build_api(installed, tmp_path, m
     )
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert b'"contract":"two_year"' in ran.stdout
-
-    model = subprocess.run(
-        [str(installed / "mlprep"), "build-model", "models:/testmodel/1", "model-from-wheel"],
-        capture_output=True,
-        text=True,
-        cwd=empty,
-        env=env,
-        timeout=900,
-        check=False,
+    assert (
+        installed_run("mlprep", "build-model", "models:/testmodel/1", "model-from-wheel") == "model-from-wheel:latest"
     )
-    assert model.returncode == 0, model.stderr[-3000:]
-    assert model.stdout.strip().splitlines()[-1] == "model-from-wheel:latest"
 
     port = free_port()
     api_env = {**env, "BUILD_API_DATABASE_URL": f"sqlite:///{empty}/builds.db", "BUILD_API_TOKEN": "t"}

@@ -126,7 +126,7 @@ class Settings(BaseSettings):
             try:
                 return orjson.loads(text)
             except orjson.JSONDecodeError as exc:
-                raise ValueError(f'not a JSON list ({exc}); write a,b,c or ["a", "b"]')
+                raise ValueError(f'not a JSON list ({exc}); write a,b,c or ["a", "b"]') from exc
         return [item.strip() for item in text.split(",") if item.strip()]
 
 

@@ -213,7 +213,7 @@ def _data_of(raw: bytearray, max_records: int | None = None) -> Any:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise ApiError(400, f"request body is not valid JSON: {exc}", "invalid_json")
+            raise ApiError(400, f"request body is not valid JSON: {exc}", "invalid_json") from exc
         if type(body) is not dict or "data" not in body:
             raise ApiError(422, 'the body must be a JSON object with a "data" field, e.g. {"data": {...}}', "no_data")
         data = body.pop("data")

@@ -23,12 +23,12 @@ def load_schema(path: str | Path) -> Any:
     path = Path(path)
     try:
         return fastavro.parse_schema(orjson.loads(path.read_bytes()))
-    except FileNotFoundError:
-        raise InputFormatError(f"Avro schema file not found: {path}")
+    except FileNotFoundError as exc:
+        raise InputFormatError(f"Avro schema file not found: {path}") from exc
     except orjson.JSONDecodeError as exc:
-        raise InputFormatError(f"Avro schema {path} is not valid JSON: {exc}")
+        raise InputFormatError(f"Avro schema {path} is not valid JSON: {exc}") from exc
     except Exception as exc:  # fastavro's SchemaParseException and friends
-        raise InputFormatError(f"Avro schema {path} is not a valid Avro schema: {exc}")
+        raise InputFormatError(f"Avro schema {path} is not a valid Avro schema: {exc}") from exc
 
 
 class AvroCodec:
@@ -52,8 +52,7 @@ class AvroCodec:
 
     def _container(self, stream: BinaryIO, source: str) -> Iterator[Chunk]:
         """Blocks of a container file; its writer schema comes from the file and is checked like any other."""
-        records: list[Any] = []
-        first = 1
+        pending = _Pending(source)
         try:
             container = Container(stream, self.max_record_bytes)
             reader = RecordReader(fastavro.parse_schema(orjson.loads(container.schema_text)), self.max_record_bytes)
@@ -61,52 +60,51 @@ class AvroCodec:
             for count, block in container.blocks():
                 for _ in range(count):
                     try:
-                        records.append(read(block))
+                        pending.records.append(read(block))
                     except RecordTooLarge as exc:
-                        yield Chunk(source, "record", first, records=records)
-                        first += len(records)
-                        records = []
-                        yield _too_large(source, first, exc)
-                        first += 1
-                if len(records) >= CHUNK_RECORDS:
-                    yield Chunk(source, "record", first, records=records, offset=tell(stream))
-                    first += len(records)
-                    records = []
+                        yield from pending.too_large(exc)
+                if len(pending.records) >= CHUNK_RECORDS:
+                    yield pending.flush(offset=tell(stream))
         except Exception as exc:
-            yield _fatal(source, first, records, exc, stream)
+            yield _fatal(source, pending.first, pending.records, exc, stream)
             return
-        yield Chunk(source, "record", first, records=records, idle=True, offset=tell(stream))
+        yield pending.flush(idle=True, offset=tell(stream))
 
     def _schemaless(self, stream: BinaryIO, source: str) -> Iterator[Chunk]:
-        reader = RecordReader(self._schema, self.max_record_bytes)
-        records: list[Any] = []
-        first = 1
-        while True:
-            ahead = _peek(stream, 1)
-            if not ahead:
-                break
+        read = RecordReader(self._schema, self.max_record_bytes).read
+        pending = _Pending(source)
+        while _peek(stream, 1):
             try:
-                records.append(reader.read(stream))
+                pending.records.append(read(stream))
             except RecordTooLarge as exc:
-                yield Chunk(source, "record", first, records=records)
-                first += len(records)
-                records = []
-                yield _too_large(source, first, exc)
-                first += 1
+                yield from pending.too_large(exc)
                 continue
             except Exception as exc:
-                yield _fatal(source, first, records, exc, stream)
+                yield _fatal(source, pending.first, pending.records, exc, stream)
                 return
-            if len(records) >= CHUNK_RECORDS:
-                yield Chunk(source, "record", first, records=records, offset=tell(stream))
-                first += len(records)
-                records = []
-        yield Chunk(source, "record", first, records=records, idle=True, offset=tell(stream))
+            if len(pending.records) >= CHUNK_RECORDS:
+                yield pending.flush(offset=tell(stream))
+        yield pending.flush(idle=True, offset=tell(stream))
 
 
-def _too_large(source: str, position: int, exc: RecordTooLarge) -> Chunk:
-    failure = Failure(source, "record", position, Stage.DECODE, f"Avro record not decoded: {exc}", None)
-    return Chunk(source, "record", position, records=[], failures=[failure])
+class _Pending:
+    """The records read so far and the place of the first, handed on as chunks."""
+
+    def __init__(self, source: str) -> None:
+        self.source, self.first, self.records = source, 1, []
+
+    def flush(self, idle: bool = False, offset: int = 0) -> Chunk:
+        chunk = Chunk(self.source, "record", self.first, records=self.records, idle=idle, offset=offset)
+        self.first += len(self.records)
+        self.records = []
+        return chunk
+
+    def too_large(self, exc: RecordTooLarge) -> Iterator[Chunk]:
+        """What came before, then the record over the limit as a failure of its own (its bytes are skipped)."""
+        yield self.flush()
+        failure = Failure(self.source, "record", self.first, Stage.DECODE, f"Avro record not decoded: {exc}", None)
+        yield Chunk(self.source, "record", self.first, records=[], failures=[failure])
+        self.first += 1
 
 
 def _fatal(source: str, first: int, records: list[Any], exc: Exception, stream: BinaryIO) -> Chunk:
