@@ -3,6 +3,7 @@ goes through ``redact`` first."""
 
 from __future__ import annotations
 
+import logging
 import re
 
 # scheme://user:password@host or scheme://token@host anywhere in a text (the user part stops at
@@ -23,3 +24,22 @@ def redact(text: str) -> str:
         return text
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", text)
     return _SECRET_QUERY.sub(lambda m: f"{m['name']}={MASK}", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts each record's message, whichever library logs it (httpx logs every request's URL)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def redact_logs(*names: str) -> None:
+    """Put a ``RedactingFilter`` on every handler of the root logger and of the loggers ``names``."""
+    for name in ("", *names):
+        for handler in logging.getLogger(name or None).handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter())
