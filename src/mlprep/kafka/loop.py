@@ -34,6 +34,9 @@ DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
 # Room left under message.max.bytes for the record framing librdkafka adds around key, value and headers.
 HEADROOM_BYTES = 1024
 TRUNCATED_HEADER = "mlprep-truncated"
+# What handling one message may raise without stopping the loop: a user's code calling exit() included
+# (in the loop's thread it can only come from that code, never from a signal).
+HANDLER_ERRORS = (Exception, SystemExit)
 
 
 @dataclass(slots=True)
@@ -198,7 +201,7 @@ class BatchLoop:
         batch is handled again one message at a time to find it), so no message stops the loop."""
         try:
             return self.handler.handle(batch)
-        except Exception as exc:
+        except HANDLER_ERRORS as exc:
             if len(batch) == 1:
                 return [self._unhandled(batch[0], exc)]
             log.warning("%s: a batch of %d raised %s; handling it one message at a time", self.name, len(batch), exc)
@@ -206,11 +209,11 @@ class BatchLoop:
         for message in batch:
             try:
                 outgoing.extend(self.handler.handle([message]))
-            except Exception as exc:
+            except HANDLER_ERRORS as exc:
                 outgoing.append(self._unhandled(message, exc))
         return outgoing
 
-    def _unhandled(self, message: Message, exc: Exception) -> Outgoing:
+    def _unhandled(self, message: Message, exc: BaseException) -> Outgoing:
         from mlprep.core import describe_exception
 
         return dead_letter(self.dead_topic, message, "handle", f"handling the message raised {describe_exception(exc)}")
