@@ -269,27 +269,46 @@ def test_messages_that_hold_no_record_are_dead_lettered_and_every_message_is_cou
         processor.stop()
 
 
-def test_a_poison_message_too_large_to_dead_letter_is_truncated_and_the_stream_goes_on(kafka_broker, tmp_path):
+def test_poison_messages_are_dead_lettered_and_the_stream_goes_on(kafka_broker, tmp_path):
     """A 999 901-byte message that is not JSON: its dead letter (headers added) would pass the producer's
-    message.max.bytes, so it keeps its headers and the start of its value, and says so."""
+    message.max.bytes, so it keeps its headers and the start of its value, and says so. A record whose
+    preprocessing calls exit(), one whose output is too large for Kafka: dead-lettered, not fatal."""
     source, target, dead = topic("poison-in"), topic("poison-out"), topic("poison-dlq")
+    folder = write_files(
+        tmp_path / "pp",
+        {
+            "preprocessing.py": """
+        import sys
+
+        def pre_processing(record):
+            if record.get("exit"):
+                sys.exit("exit called in pre_processing")
+            return {"blob": "x" * record["grow"]} if "grow" in record else record
+        """
+        },
+    )
     poison = b"{" + b"x" * 999_900
     produce(kafka_broker, source, [(b"poison", poison)])
+    produce(kafka_broker, source, [(b"exit", b'{"exit": true}'), (b"grow", b'{"grow": 1500000}')])
     produce(kafka_broker, source, [(f"after{i}".encode(), json.dumps({"i": i}).encode()) for i in range(5)])
     processor = start_processor(
-        kafka_broker, tmp_path, slow_identity(tmp_path), INPUT_TOPIC=source, OUTPUT_TOPIC=target, DEAD_LETTER_TOPIC=dead
+        kafka_broker, tmp_path, folder, INPUT_TOPIC=source, OUTPUT_TOPIC=target, DEAD_LETTER_TOPIC=dead
     )
     try:
         out = read(kafka_broker, target, 5)
         assert sorted(key for key, _ in out) == [f"after{i}".encode() for i in range(5)]
-        [(key, value)] = read(kafka_broker, dead, 1)
-        assert key == b"poison" and 0 < len(value) < len(poison) and poison.startswith(value)
-        [headers] = headers_of(kafka_broker, dead)
-        assert headers["mlprep-truncated"] == b"999901"
-        assert headers["mlprep-error-stage"] == b"decode" and b"invalid JSON" in headers["mlprep-error"]
-        assert headers["mlprep-source-topic"] == source.encode()
-        kafka = health_when(processor, lambda k: k["consumed"] == 6)
-        assert (kafka["state"], kafka["out"], kafka["dead_lettered"], kafka["truncated"]) == ("running", 5, 1, 1)
+        letters = dict(read(kafka_broker, dead, 3))
+        assert sorted(letters) == [b"exit", b"grow", b"poison"]
+        assert 0 < len(letters[b"poison"]) < len(poison) and poison.startswith(letters[b"poison"])
+        headers = {h["mlprep-error-stage"]: h for h in headers_of(kafka_broker, dead)}
+        assert headers[b"decode"]["mlprep-truncated"] == b"999901"
+        assert b"invalid JSON" in headers[b"decode"]["mlprep-error"]
+        assert headers[b"decode"]["mlprep-source-topic"] == source.encode()
+        assert b"SystemExit: exit called in pre_processing" in headers[b"handle"]["mlprep-error"]
+        assert b"larger than the producer's message.max.bytes" in headers[b"produce"]["mlprep-error"]
+        assert "mlprep-truncated" not in headers[b"handle"] and "mlprep-truncated" not in headers[b"produce"]
+        kafka = health_when(processor, lambda k: k["consumed"] == 8)
+        assert (kafka["state"], kafka["out"], kafka["dead_lettered"], kafka["truncated"]) == ("running", 5, 3, 1)
         assert processor.client.get("/health").status_code == 200
     finally:
         processor.stop()
