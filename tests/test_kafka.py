@@ -353,6 +353,24 @@ def test_an_error_the_processor_cannot_handle_fails_health_and_exits_non_zero(ka
         processor.stop()
 
 
+def test_a_processor_whose_consumer_cannot_start_exits_1_with_the_reason(kafka_broker, tmp_path):
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
+        "INPUT_TOPIC": topic("bad-config-in"),
+        "OUTPUT_TOPIC": topic("bad-config-out"),
+        "API_HOST": "127.0.0.1",
+        "API_PORT": str(free_port()),
+        "KAFKA_CONSUMER_CONFIG": '{"no.such.property": 1}',
+    }
+    result = subprocess.run(
+        [*MLPREP, "kafka", "-p", str(slow_identity(tmp_path))], capture_output=True, env=env, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    assert b"processor: stopped by an error it cannot handle" in result.stderr
+    assert b"No such configuration property" in result.stderr
+
+
 def test_health_answers_503_with_the_error_once_the_processor_failed(kafka_broker, tmp_path, make_preprocessing):
     """The REST API of the processor, its loop failed for real (nothing can be produced)."""
     from mlprep.api.app import create_app

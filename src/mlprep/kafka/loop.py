@@ -145,11 +145,15 @@ class BatchLoop:
 
     def run(self) -> None:
         """Blocks until stopped; raises on a fatal error (nothing of the current batch is committed)."""
-        consumer = Consumer(self.consumer_config)
-        producer = Producer(self.producer_config)
-        consumer.subscribe([self.topic], on_assign=self._assigned, on_revoke=self._revoked)
-        self.state["state"] = "running"
         try:
+            consumer = Consumer(self.consumer_config)
+            producer = Producer(self.producer_config)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        try:
+            consumer.subscribe([self.topic], on_assign=self._assigned, on_revoke=self._revoked)
+            self.state["state"] = "running"
             seconds = self.state["seconds"]
             while not self._stop.is_set():
                 begin = time.perf_counter()
@@ -161,17 +165,18 @@ class BatchLoop:
                 self._measure_lag(consumer)
             self.state["state"] = "stopping"
         except BaseException as exc:
-            error = redact(f"{type(exc).__name__}: {exc}")
-            self.state.update(state="failed", ready=False, error=error)
-            log.error(
-                "%s: stopped by an error it cannot handle (the current batch is not committed): %s", self.name, error
-            )
+            self._fail(exc)
             raise
         finally:
             producer.flush(30)
             consumer.close()
-            if self.state["state"] != "failed":
+            if not self.failed:
                 self.state.update(state="stopped", ready=False)
+
+    def _fail(self, exc: BaseException) -> None:
+        error = redact(f"{type(exc).__name__}: {exc}")
+        self.state.update(state="failed", ready=False, error=error)
+        log.error("%s: stopped by an error it cannot handle (the current batch is not committed): %s", self.name, error)
 
     def _usable(self, message: Message) -> bool:
         error = message.error()
