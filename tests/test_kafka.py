@@ -690,6 +690,7 @@ def test_bridge_reports_unreadable_and_miscounted_answers_without_leaking_the_ur
         "API_URL": f"http://bridge-user:s3cret-pass@127.0.0.1:{server.server_port}",
         "BATCH_TIMEOUT_MS": "200",
         "KAFKA_CONSUMER_CONFIG": FAST_GROUP,
+        "CONSUMER_GROUP_ID": source,
         "BRIDGE_MAX_RETRIES": "1",
         "BRIDGE_RETRY_DELAY_MS": "10",
     }
@@ -697,7 +698,7 @@ def test_bridge_reports_unreadable_and_miscounted_answers_without_leaking_the_ur
     bridge = subprocess.Popen([*MLPREP, "bridge"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
         produce(kafka_broker, source, [(f"h{i}".encode(), json.dumps({"i": i}).encode()) for i in range(3)])
-        assert sorted(key for key, _ in read(kafka_broker, dead, 3)) == [b"h0", b"h1", b"h2"]
+        assert sorted(key for key, _ in read(kafka_broker, dead, 3)) == [b"h0", b"h1", b"h2"], log.read_text()
         answers.append(b'{"predictions": []}')
         produce(kafka_broker, source, [(f"m{i}".encode(), json.dumps({"i": i}).encode()) for i in range(2)])
         read(kafka_broker, dead, 5)
