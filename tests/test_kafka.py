@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -16,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import fastavro
+import httpx
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from conftest import MLPREP, ROOT, ProcessServer, free_port, write_files
@@ -205,12 +207,205 @@ def test_json_to_avro_without_cutouts_and_dead_letters(kafka_broker, tmp_path):
         letters = read(kafka_broker, dead, 3)
         assert sorted(key for key, _ in letters) == [b"not-json", b"poison", b"wrong-shape"]
         stages = {h["mlprep-error-stage"]: h for h in headers_of(kafka_broker, dead)}
-        assert set(stages) == {b"decode", b"preprocess", b"encode"}
+        assert set(stages) == {b"decode", b"preprocess", b"serialize"}
         assert b"poisoned record" in stages[b"preprocess"]["mlprep-error"]
         assert stages[b"decode"]["mlprep-source-topic"] == source.encode()
         assert processor.client.get("/health").json()["kafka"]["dead_lettered"] == 3
     finally:
         processor.stop()
+
+
+def health_when(processor: ProcessServer, done, timeout: float = 60) -> dict:
+    """The processor's /health "kafka" part once ``done(it)`` holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        kafka = processor.client.get("/health").json()["kafka"]
+        if done(kafka):
+            return kafka
+        assert time.monotonic() < deadline, f"/health never got there: {kafka}"
+        time.sleep(0.2)
+
+
+def test_messages_that_hold_no_record_are_dead_lettered_and_every_message_is_counted(kafka_broker, tmp_path):
+    """A record is a JSON object; a message is one object or an array of objects. Anything else is
+    dead-lettered with its reason; a message whose records all return None is counted as dropped."""
+    source, target, dead = topic("records-in"), topic("records-out"), topic("records-dlq")
+    folder = write_files(
+        tmp_path / "pp",
+        {"preprocessing.py": "def pre_processing(d):\n    return None if d.get('drop') else {**d, 'seen': True}\n"},
+    )
+    messages = {
+        b"empty-array": b"[]",
+        b"number": b"3",
+        b"string": b'"x"',
+        b"mixed": b'[{"a": 1}, 3]',
+        b"object": b"{}",
+        b"array": b'[{"a": 1}, {"a": 2}]',
+        b"drop": b'{"drop": true}',
+    }
+    produce(kafka_broker, source, list(messages.items()))
+    processor = start_processor(
+        kafka_broker, tmp_path, folder, INPUT_TOPIC=source, OUTPUT_TOPIC=target, DEAD_LETTER_TOPIC=dead
+    )
+    try:
+        letters = {key: value for key, value in read(kafka_broker, dead, 4)}
+        assert letters == {key: messages[key] for key in (b"empty-array", b"number", b"string", b"mixed")}
+        reasons = {h["mlprep-error"].decode() for h in headers_of(kafka_broker, dead)}
+        assert {h["mlprep-error-stage"] for h in headers_of(kafka_broker, dead)} == {b"decode"}
+        assert any("holds no record" in reason for reason in reasons)
+        assert any("a number (3), not a record" in reason for reason in reasons)
+        assert any("a string, not a record" in reason for reason in reasons)
+        assert any("item 1 of the message is a number" in reason for reason in reasons)
+        out = read(kafka_broker, target, 3)
+        assert sorted((key, value) for key, value in out) == [
+            (b"array", b'{"a":1,"seen":true}'),
+            (b"array", b'{"a":2,"seen":true}'),
+            (b"object", b'{"seen":true}'),
+        ]
+        kafka = health_when(processor, lambda k: k["consumed"] == len(messages))
+        assert (kafka["out"], kafka["dropped"], kafka["dead_lettered"], kafka["produced"]) == (2, 1, 4, 3)
+        assert kafka["out"] + kafka["dropped"] + kafka["dead_lettered"] == kafka["consumed"]
+    finally:
+        processor.stop()
+
+
+def test_poison_messages_are_dead_lettered_and_the_stream_goes_on(kafka_broker, tmp_path):
+    """A 999 901-byte message that is not JSON: its dead letter (headers added) would pass the producer's
+    message.max.bytes, so it keeps its headers and the start of its value, and says so. A record whose
+    preprocessing calls exit(), one whose output is too large for Kafka: dead-lettered, not fatal."""
+    source, target, dead = topic("poison-in"), topic("poison-out"), topic("poison-dlq")
+    folder = write_files(
+        tmp_path / "pp",
+        {
+            "preprocessing.py": """
+        import sys
+
+        def pre_processing(record):
+            if record.get("exit"):
+                sys.exit("exit called in pre_processing")
+            return {"blob": "x" * record["grow"]} if "grow" in record else record
+        """
+        },
+    )
+    poison = b"{" + b"x" * 999_900
+    produce(kafka_broker, source, [(b"poison", poison)])
+    produce(kafka_broker, source, [(b"exit", b'{"exit": true}'), (b"grow", b'{"grow": 1500000}')])
+    produce(kafka_broker, source, [(f"after{i}".encode(), json.dumps({"i": i}).encode()) for i in range(5)])
+    processor = start_processor(
+        kafka_broker, tmp_path, folder, INPUT_TOPIC=source, OUTPUT_TOPIC=target, DEAD_LETTER_TOPIC=dead
+    )
+    try:
+        out = read(kafka_broker, target, 5)
+        assert sorted(key for key, _ in out) == [f"after{i}".encode() for i in range(5)]
+        letters = dict(read(kafka_broker, dead, 3))
+        assert sorted(letters) == [b"exit", b"grow", b"poison"]
+        assert 0 < len(letters[b"poison"]) < len(poison) and poison.startswith(letters[b"poison"])
+        headers = {h["mlprep-error-stage"]: h for h in headers_of(kafka_broker, dead)}
+        assert headers[b"decode"]["mlprep-truncated"] == b"999901"
+        assert b"invalid JSON" in headers[b"decode"]["mlprep-error"]
+        assert headers[b"decode"]["mlprep-source-topic"] == source.encode()
+        assert b"SystemExit: exit called in pre_processing" in headers[b"preprocess"]["mlprep-error"]
+        assert b"larger than the producer's message.max.bytes" in headers[b"produce"]["mlprep-error"]
+        assert "mlprep-truncated" not in headers[b"preprocess"] and "mlprep-truncated" not in headers[b"produce"]
+        kafka = health_when(processor, lambda k: k["consumed"] == 8)
+        assert (kafka["state"], kafka["out"], kafka["dead_lettered"], kafka["truncated"]) == ("running", 5, 3, 1)
+        assert processor.client.get("/health").status_code == 200
+    finally:
+        processor.stop()
+
+
+def test_an_error_the_processor_cannot_handle_fails_health_and_exits_non_zero(kafka_broker, tmp_path):
+    """Nothing can be produced (the producer's broker is gone): /health stops answering 200 "ok" and the
+    process exits 1 for its supervisor to restart it, the batch uncommitted."""
+    source = topic("fatal-in")
+    produce(kafka_broker, source, [(b"bad", b"{oops")])
+    unreachable = json.dumps({"bootstrap.servers": f"127.0.0.1:{free_port()}", "message.timeout.ms": 1000})
+    processor = start_processor(
+        kafka_broker,
+        tmp_path,
+        slow_identity(tmp_path),
+        INPUT_TOPIC=source,
+        OUTPUT_TOPIC=topic("fatal-out"),
+        CONSUMER_GROUP_ID=source,
+        KAFKA_PRODUCER_CONFIG=unreachable,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while processor.process.poll() is None:
+            assert time.monotonic() < deadline, "the processor kept running after a fatal error"
+            try:
+                answer = processor.client.get("/health")
+            except httpx.TransportError:  # shutting down
+                continue
+            if answer.status_code == 200:
+                assert answer.json()["kafka"]["state"] != "failed"
+            else:
+                assert answer.status_code == 503
+                assert "could not be written to Kafka" in answer.json()["error"]
+            time.sleep(0.05)
+        assert processor.process.returncode == 1
+        assert "could not be written to Kafka" in processor.log.read_text()
+        consumer = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": source})
+        committed = consumer.committed([TopicPartition(source, 0)], timeout=10)
+        consumer.close()
+        assert committed[0].offset < 1  # the message will be read again
+    finally:
+        processor.stop()
+
+
+def test_a_processor_whose_consumer_cannot_start_exits_1_with_the_reason(kafka_broker, tmp_path):
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
+        "INPUT_TOPIC": topic("bad-config-in"),
+        "OUTPUT_TOPIC": topic("bad-config-out"),
+        "API_HOST": "127.0.0.1",
+        "API_PORT": str(free_port()),
+        "KAFKA_CONSUMER_CONFIG": '{"no.such.property": 1}',
+    }
+    result = subprocess.run(
+        [*MLPREP, "kafka", "-p", str(slow_identity(tmp_path))], capture_output=True, env=env, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    assert b"processor: stopped by an error it cannot handle" in result.stderr
+    assert b"No such configuration property" in result.stderr
+
+
+def test_health_answers_503_with_the_error_once_the_processor_failed(kafka_broker, tmp_path, make_preprocessing):
+    """The REST API of the processor, its loop failed for real (nothing can be produced)."""
+    from mlprep.kafka.processor import build_processor, report_failure
+    from mlprep.rest.app import create_app
+    from mlprep.runtime.core import Preprocessor
+
+    source = topic("failing-in")
+    produce(kafka_broker, source, [(b"bad", b"{oops")])
+    settings = Settings(
+        kafka_bootstrap_servers=kafka_broker.bootstrap,
+        input_topic=source,
+        output_topic=topic("failing-out"),
+        kafka_producer_config={"bootstrap.servers": f"127.0.0.1:{free_port()}", "message.timeout.ms": 500},
+        kafka_consumer_config=json.loads(FAST_GROUP),
+    )
+    pre = Preprocessor.load(make_preprocessing("def pre_processing(d):\n    return d\n"))
+    loop = build_processor(settings, pre)
+    app = create_app(settings, pre)
+    app.state.health_checks["kafka"] = loop.health
+    report_failure(app, loop)
+
+    def get(path: str) -> httpx.Response:
+        async def call() -> httpx.Response:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
+                return await client.get(path)
+
+        return asyncio.run(call())
+
+    assert get("/health").status_code == 200
+    with pytest.raises(Exception, match="could not be written to Kafka"):
+        loop.run()
+    for path in ("/health", "/ready"):
+        answer = get(path)
+        assert answer.status_code == 503
+        assert answer.json()["status"] == "failed" and "could not be written to Kafka" in answer.json()["error"]
 
 
 def slow_identity(tmp_path: Path) -> Path:
@@ -346,6 +541,31 @@ def test_stdout_to_kafka_mode(kafka_broker, make_preprocessing):
     assert sorted(json.loads(v)["done"] for _, v in read(kafka_broker, name, 2)) == [True, True]
 
 
+def test_stdout_to_kafka_mode_says_which_record_kafka_refuses(kafka_broker, make_preprocessing):
+    """An output record larger than message.max.bytes: a clear error and status 2, not a traceback."""
+    folder = make_preprocessing("def pre_processing(d):\n    return {'blob': 'x' * d['size']}\n")
+    env = {
+        **os.environ,
+        "KAFKA_ENABLED": "true",
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
+        "MODEL_NAME": "big-model",
+        "MODEL_VERSION": "v1",
+        "KAFKA_TOPIC_SUFFIX": uuid.uuid4().hex[:6],
+    }
+    result = subprocess.run(
+        [*MLPREP, "run", "-p", str(folder)],
+        input=b'{"size": 10}\n{"size": 2000000}\n',
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    stderr = result.stderr.decode()
+    assert "output record 2 (2000011 bytes) cannot be sent to Kafka topic big-model-v1-" in stderr
+    assert "message.max.bytes" in stderr and "Traceback" not in stderr
+
+
 def test_compose_files_parse(tmp_path):
     import shutil
 
@@ -439,6 +659,65 @@ def test_bridge_to_a_real_model_server_that_goes_down_and_comes_back(
     finally:
         bridge.kill()
         os.killpg(model.pid, signal.SIGKILL)
+
+
+def test_bridge_reports_unreadable_and_miscounted_answers_without_leaking_the_url_password(kafka_broker, tmp_path):
+    """A model server behind a proxy answers 200 with an HTML page, then 200 with no predictions: the
+    batches are dead-lettered with the model-server error, the bridge keeps running, and the password
+    of API_URL is in no header and no log line."""
+    source, target, dead = topic("html-in"), topic("html-out"), topic("html-dlq")
+    answers = [b"<html><body>502 Bad Gateway</body></html>"]
+
+    class Model(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html" if answers[-1].startswith(b"<") else "application/json")
+            self.end_headers()
+            self.wfile.write(answers[-1])
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Model)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
+        "INPUT_TOPIC": source,
+        "OUTPUT_TOPIC": target,
+        "DEAD_LETTER_TOPIC": dead,
+        "API_URL": f"http://bridge-user:s3cret-pass@127.0.0.1:{server.server_port}",
+        "BATCH_TIMEOUT_MS": "200",
+        "KAFKA_CONSUMER_CONFIG": FAST_GROUP,
+        "CONSUMER_GROUP_ID": source,
+        "BRIDGE_MAX_RETRIES": "1",
+        "BRIDGE_RETRY_DELAY_MS": "10",
+    }
+    log = tmp_path / "bridge.log"
+    bridge = subprocess.Popen([*MLPREP, "bridge"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        produce(kafka_broker, source, [(f"h{i}".encode(), json.dumps({"i": i}).encode()) for i in range(3)])
+        assert sorted(key for key, _ in read(kafka_broker, dead, 3)) == [b"h0", b"h1", b"h2"], log.read_text()
+        answers.append(b'{"predictions": []}')
+        produce(kafka_broker, source, [(f"m{i}".encode(), json.dumps({"i": i}).encode()) for i in range(2)])
+        read(kafka_broker, dead, 5)
+        assert bridge.poll() is None, log.read_text()[-3000:]
+        headers = headers_of(kafka_broker, dead)
+        assert {h["mlprep-error-stage"] for h in headers} == {b"model"}
+        errors = [h["mlprep-error"].decode() for h in headers]
+        assert sum("unreadable body" in e and "502 Bad Gateway" in e for e in errors) == 3
+        assert sum("answered 0 predictions for" in e for e in errors) == 2
+        assert all(f"http://***@127.0.0.1:{server.server_port}/invocations" in e for e in errors)
+        assert count(kafka_broker, target) == 0
+        bridge.send_signal(signal.SIGTERM)
+        assert bridge.wait(timeout=30) == 0
+        text = log.read_text()
+        assert "retry 1/1" in text and "http://***@" in text
+        assert "s3cret-pass" not in text and not any(b"s3cret-pass" in b"".join(h.values()) for h in headers)
+    finally:
+        bridge.kill()
+        server.shutdown()
 
 
 def test_container_stdout_to_kafka_with_the_shell_scripts(kafka_broker, built_image):

@@ -1,8 +1,10 @@
 """The Kafka bridge: batches of INPUT_TOPIC records -> a model server's /invocations -> OUTPUT_TOPIC.
 
 Each prediction goes out with the key of its input record and the chosen pass-through fields. A
-model server that is down or answers 5xx is retried with exponential backoff; then the batch goes
-to the dead-letter topic. Offsets are committed only after the produced records are acknowledged.
+model server that is down, answers 5xx or answers something unreadable is retried with exponential
+backoff; then the batch goes to the dead-letter topic, as does a batch it refuses (4xx) or answers
+with the wrong number of predictions. Offsets are committed only after the produced records are
+acknowledged. The URL's credentials never reach a log line or a header.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from confluent_kafka import Message
 from mlprep.kafka.framing import MessageDecoder, MessageEncoder
 from mlprep.kafka.loop import BatchLoop, Outgoing, dead_letter, stream_loop, stream_topics
 from mlprep.kafka.processor import decode_batch
+from mlprep.redaction import redact, redact_logs
+from mlprep.runtime.outcomes import Stage
 from mlprep.runtime.serialization import dumps
 from mlprep.settings import Settings
 
@@ -33,6 +37,7 @@ class ModelServerError(Exception):
 class BridgeHandler:
     def __init__(self, settings: Settings, decoder: MessageDecoder, encoder: MessageEncoder, dead_topic: str) -> None:
         self.url = settings.api_url.rstrip("/") + "/" + settings.api_endpoint.lstrip("/")
+        self.shown_url = redact(self.url)  # the URL as it may appear in errors and logs
         self.payload_format = settings.bridge_payload_format
         self.passthrough = settings.passthrough_fields
         self.retries, self.delay = settings.bridge_max_retries, settings.bridge_retry_delay_ms / 1000
@@ -41,23 +46,28 @@ class BridgeHandler:
         self.client = httpx.Client(timeout=60)
 
     def handle(self, messages: list[Message]) -> list[Outgoing]:
-        records, origins, out = decode_batch(messages, self.decoder, self.dead_topic)
+        objects_only = self.payload_format == "dataframe_records"  # instances/inputs may be any JSON value
+        records, origins, out = decode_batch(messages, self.decoder, self.dead_topic, objects_only)
         if not records:
             return out
         try:
             predictions = self._predict(records)
         except ModelServerError as exc:
-            stage = "model-server"
-            seen: set[int] = set()
-            for message in origins:
-                if id(message) not in seen:
-                    seen.add(id(message))
-                    out.append(dead_letter(self.dead_topic, message, stage, str(exc)))
+            unique = {id(message): message for message in origins}.values()
+            out.extend(dead_letter(self.dead_topic, message, Stage.MODEL, str(exc)) for message in unique)
             return out
+        failed: set[int] = set()
         for record, message, prediction in zip(records, origins, predictions, strict=True):
             kept = {name: record.get(name) for name in self.passthrough} if isinstance(record, dict) else {}
-            value = self.encoder.encode({**kept, "prediction": prediction})
-            out.append(Outgoing(self.output_topic, value, message.key(), list(message.headers() or [])))
+            try:
+                value = self.encoder.encode({**kept, "prediction": prediction})
+            except Exception as exc:
+                if id(message) not in failed:
+                    failed.add(id(message))
+                    out.append(dead_letter(self.dead_topic, message, Stage.SERIALIZE, f"{type(exc).__name__}: {exc}"))
+                continue
+            headers = list(message.headers() or [])
+            out.append(Outgoing(self.output_topic, value, message.key(), headers, source=message))
         return out
 
     def _predict(self, records: list[Any]) -> list[Any]:
@@ -75,27 +85,39 @@ class BridgeHandler:
         raise AssertionError("unreachable")
 
     def _call(self, body: bytes, expected: int) -> list[Any]:
+        url = self.shown_url
         try:
             answer = self.client.post(self.url, content=body, headers={"Content-Type": "application/json"})
-        except httpx.TransportError as exc:
-            raise ModelServerError(f"{self.url} unreachable: {exc}", retryable=True)
+        except httpx.HTTPError as exc:  # unreachable, timed out, or a body that cannot be read
+            raise ModelServerError(f"{url} unreachable: {type(exc).__name__}: {redact(str(exc))}", retryable=True)
+        text = redact(answer.text[:2000])
         if answer.status_code >= 500:
-            raise ModelServerError(f"{self.url} answered {answer.status_code}: {answer.text[:500]}", retryable=True)
+            raise ModelServerError(f"{url} answered {answer.status_code}: {text[:500]}", retryable=True)
         if answer.status_code >= 400:
+            raise ModelServerError(f"{url} refused the batch ({answer.status_code}): {text}", retryable=False)
+        try:
+            predictions = _predictions(answer.json())
+        except ValueError as exc:  # not JSON (an HTML error page from a proxy...), or columns of unequal length
             raise ModelServerError(
-                f"{self.url} refused the batch ({answer.status_code}): {answer.text[:2000]}", retryable=False
+                f"{url} answered {answer.status_code} with an unreadable body ({exc}): {text[:500]}", retryable=True
             )
-        payload = answer.json()
-        predictions = payload.get("predictions", payload) if isinstance(payload, dict) else payload
-        if isinstance(predictions, dict):  # a DataFrame answer: {"column": [...]} -> one dict per row
-            predictions = [dict(zip(predictions, row, strict=True)) for row in zip(*predictions.values(), strict=True)]
-        if not isinstance(predictions, list) or len(predictions) != expected:
+        if len(predictions) != expected:
             raise ModelServerError(
-                f"{self.url} answered {len(predictions) if isinstance(predictions, list) else 'no'}"
-                f" predictions for {expected} records",
-                retryable=False,
+                f"{url} answered {len(predictions)} predictions for {expected} records", retryable=False
             )
         return predictions
+
+
+def _predictions(payload: Any) -> list[Any]:
+    """The predictions of an MLflow answer: a list, ``{"predictions": [...]}`` or a DataFrame as columns."""
+    predictions = payload.get("predictions", payload) if isinstance(payload, dict) else payload
+    if isinstance(predictions, dict):  # a DataFrame answer: {"column": [...]} -> one dict per row
+        if not all(isinstance(column, list) for column in predictions.values()):
+            raise ValueError("predictions are neither a list nor columns of lists")
+        predictions = [dict(zip(predictions, row, strict=True)) for row in zip(*predictions.values(), strict=True)]
+    if not isinstance(predictions, list):
+        raise ValueError(f"predictions are {type(predictions).__name__}, not a list")
+    return predictions
 
 
 def build_bridge(settings: Settings) -> BatchLoop:
@@ -106,12 +128,20 @@ def build_bridge(settings: Settings) -> BatchLoop:
 
 
 def run_bridge(settings: Settings) -> int:
-    """Run until SIGTERM or SIGINT, then drain (flush, commit) and exit 0."""
+    """Run until SIGTERM or SIGINT, then drain (flush, commit) and exit 0; 1 after an error the loop cannot
+    handle (logged by the loop), so that a supervisor restarts the bridge."""
+    redact_logs()
     loop = build_bridge(settings)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: loop.stop())
     log.warning(
-        "bridge: %s -> %s%s -> %s", settings.input_topic, settings.api_url, settings.api_endpoint, settings.output_topic
+        "bridge: %s -> %s -> %s",
+        settings.input_topic,
+        redact(settings.api_url.rstrip("/") + "/" + settings.api_endpoint.lstrip("/")),
+        settings.output_topic,
     )
-    loop.run()
+    try:
+        loop.run()
+    except Exception:
+        return 1
     return 0

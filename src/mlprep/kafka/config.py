@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from mlprep.redaction import MASK, redact
 from mlprep.settings import Settings
+
+# librdkafka properties that hold a secret whole: passwords, SASL/OAuth secrets and configs, PEM keys.
+_SECRET_KEY = re.compile(r".*(password|secret|jaas|token|oauthbearer\.config|\.pem).*|.*\.key")
 
 
 def common(settings: Settings) -> dict[str, Any]:
@@ -48,5 +53,9 @@ def producer(settings: Settings) -> dict[str, Any]:
 
 
 def safe(config: dict[str, Any]) -> dict[str, Any]:
-    """A configuration fit for logs: secrets masked."""
-    return {k: ("***" if "password" in k or "secret" in k or k.endswith(".key") else v) for k, v in config.items()}
+    """A configuration fit for logs: secret properties masked, credentials of any URL (bootstrap servers,
+    a schema registry) redacted."""
+    return {
+        key: MASK if _SECRET_KEY.fullmatch(key) else redact(value) if isinstance(value, str) else value
+        for key, value in config.items()
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from mlprep.errors import MlprepError
 from mlprep.kafka import config
@@ -54,6 +54,12 @@ class KafkaLineSink:
                 return
             except BufferError:
                 self.producer.poll(0.1)
+            except KafkaException as exc:  # refused locally, e.g. larger than message.max.bytes
+                raise MlprepError(
+                    f"output record {self.sent + 1} ({len(line)} bytes) cannot be sent to Kafka topic {self.topic}:"
+                    f" {exc.args[0].str() if exc.args else exc}; {self.sent} records were sent before it"
+                    " (raise message.max.bytes in KAFKA_PRODUCER_CONFIG for larger records)"
+                )
 
     def flush(self) -> None:
         if self._pending:
