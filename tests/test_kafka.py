@@ -373,7 +373,7 @@ def test_a_processor_whose_consumer_cannot_start_exits_1_with_the_reason(kafka_b
 
 def test_health_answers_503_with_the_error_once_the_processor_failed(kafka_broker, tmp_path, make_preprocessing):
     """The REST API of the processor, its loop failed for real (nothing can be produced)."""
-    from mlprep.kafka.processor import build_processor, report_failure
+    from mlprep.kafka.processor import build_processor
     from mlprep.rest.app import create_app
     from mlprep.runtime.core import Preprocessor
 
@@ -388,9 +388,7 @@ def test_health_answers_503_with_the_error_once_the_processor_failed(kafka_broke
     )
     pre = Preprocessor.load(make_preprocessing("def pre_processing(d):\n    return d\n"))
     loop = build_processor(settings, pre)
-    app = create_app(settings, pre)
-    app.state.health_checks["kafka"] = loop.health
-    report_failure(app, loop)
+    app = create_app(settings, pre, components={"kafka": loop.health})
 
     def get(path: str) -> httpx.Response:
         async def call() -> httpx.Response:

@@ -19,7 +19,7 @@ from confluent_kafka import Message
 
 from mlprep.kafka.framing import MessageDecoder, MessageEncoder
 from mlprep.kafka.loop import BatchLoop, Outgoing, dead_letter, stream_loop, stream_topics
-from mlprep.kafka.processor import decode_batch
+from mlprep.kafka.records import decode_batch
 from mlprep.redaction import redact, redact_logs
 from mlprep.runtime.outcomes import Stage
 from mlprep.runtime.serialization import dumps

@@ -7,71 +7,19 @@ import contextlib
 import logging
 import signal
 import threading
-from typing import Any
 
 import uvicorn
 from confluent_kafka import Message
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
 
-from mlprep.kafka.framing import DecodeError, MessageDecoder, MessageEncoder
+from mlprep.kafka.framing import MessageDecoder, MessageEncoder
 from mlprep.kafka.loop import BatchLoop, Headers, Outgoing, dead_letter, stream_loop, stream_topics
+from mlprep.kafka.records import decode_batch
 from mlprep.redaction import redact_logs
 from mlprep.runtime.core import Preprocessor, describe_exception, records_of
 from mlprep.runtime.outcomes import Stage
-from mlprep.runtime.serialization import dumps
 from mlprep.settings import Settings
 
 log = logging.getLogger("mlprep.kafka")
-
-
-def decode_batch(
-    messages: list[Message], decoder: MessageDecoder, dead_topic: str, objects_only: bool = True
-) -> tuple[list[Any], list[Message], list[Outgoing]]:
-    """Records of a batch, the message each came from, and dead letters for the messages that hold no
-    record: undecodable, empty (``[]``, an empty container), or, with ``objects_only``, holding
-    anything but objects (``3``, ``"x"``, ``[{...}, 3]``: the whole message is refused)."""
-    records: list[Any] = []
-    origins: list[Message] = []
-    dead: list[Outgoing] = []
-    for message in messages:
-        try:
-            decoded = decoder.decode(message.value(), message.key())
-            check_records(decoded, objects_only)
-        except DecodeError as exc:
-            dead.append(dead_letter(dead_topic, message, Stage.DECODE, str(exc)))
-            continue
-        records.extend(decoded)
-        origins.extend([message] * len(decoded))
-    return records, origins, dead
-
-
-def check_records(records: list[Any], objects_only: bool) -> None:
-    """A message holds one record or more; a record is an object (a JSON object, an Avro record)."""
-    if not records:
-        raise DecodeError("the message holds no record (an empty array or Avro container): nothing to process")
-    if not objects_only:
-        return
-    for index, record in enumerate(records):
-        if not isinstance(record, dict):
-            where = f"item {index} of the message" if len(records) > 1 else "the message"
-            raise DecodeError(
-                f"{where} is {_kind(record)}, not a record: a message must be a JSON object or an array of objects"
-            )
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return f"a number ({value!r})"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list | tuple):
-        return "an array"
-    return f"a {type(value).__name__}"
 
 
 class PreprocessHandler:
@@ -136,29 +84,15 @@ def build_processor(settings: Settings, pre: Preprocessor) -> BatchLoop:
     return stream_loop("processor", settings, handler, "mlprep-preprocessing")
 
 
-def report_failure(app: FastAPI, loop: BatchLoop) -> None:
-    """Once ``loop`` stopped on an error, /health and /ready answer 503 with that error (the process
-    exits non-zero right after; a probe may still see it, or find the error in the log)."""
-
-    @app.middleware("http")
-    async def failed_processor(request: Request, call_next: Any) -> Response:
-        if loop.failed and request.url.path in ("/health", "/ready"):
-            body = {"status": "failed", "error": loop.state["error"], "kafka": loop.health()}
-            return Response(dumps(body), status_code=503, media_type="application/json")
-        return await call_next(request)
-
-
 def serve_with_processor(settings: Settings, pre: Preprocessor, host: str, port: int) -> int:
     """The REST API in the main thread (it handles SIGTERM), the processor in another; drained on exit."""
     from mlprep.rest.app import create_app
 
     redact_logs()
     loop = build_processor(settings, pre)
-    app = create_app(settings, pre)
-    app.state.health_checks["kafka"] = loop.health
+    app = create_app(settings, pre, components={"kafka": loop.health})
     outcome: dict[str, BaseException] = {}
     server = _Server(uvicorn.Config(app, host=host, port=port, access_log=settings.api_access_log))
-    report_failure(app, loop)
 
     def consume() -> None:
         try:

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -81,8 +81,17 @@ class ApiError(Exception):
         return Response(dumps(body), status_code=self.status, media_type=JSON)
 
 
-def create_app(settings: Settings | None = None, preprocessor: Preprocessor | None = None) -> FastAPI:
-    """The API around one loaded preprocessing (loaded here from ``PREPROCESSING_DIR`` if not given)."""
+def create_app(
+    settings: Settings | None = None,
+    preprocessor: Preprocessor | None = None,
+    components: Mapping[str, Callable[[], dict[str, Any]]] | None = None,
+) -> FastAPI:
+    """The API around one loaded preprocessing (loaded here from ``PREPROCESSING_DIR`` if not given).
+
+    ``components`` are other parts of the process (the Kafka processor) whose state ``/health`` and
+    ``/ready`` show: a state with ``"ready": False`` makes ``/ready`` answer 503, one with
+    ``"state": "failed"`` makes both answer 503 with its ``error`` (the process is about to exit).
+    """
     settings = settings or load_settings()
     pre = preprocessor or Preprocessor.load(settings.preprocessing_dir, skip_cutouts=settings.skip_cutouts)
     metrics = Metrics()
@@ -99,9 +108,7 @@ def create_app(settings: Settings | None = None, preprocessor: Preprocessor | No
     app.state.preprocessor = pre
     app.state.metrics = metrics
     app.state.pool = pool
-    # Other components running in the process (the Kafka processor) add {name: () -> dict} here;
-    # a dict with "ready": False makes /ready answer 503.
-    app.state.health_checks = {}
+    checks = dict(components or {})
 
     async def handle(
         endpoint: str,
@@ -166,13 +173,19 @@ def create_app(settings: Settings | None = None, preprocessor: Preprocessor | No
             **Provenance.resolve(settings, pre.loaded.metadata).as_dict(),
             "workers": workers,
         }
-        for name, check in app.state.health_checks.items():
+        for name, check in checks.items():
             body[name] = check()
+        failed = _failed(body, checks)
+        if failed is not None:
+            return Response(dumps(failed), status_code=503, media_type=JSON)
         return Response(dumps(body), media_type=JSON)
 
     @app.get("/ready", summary="Readiness: every component ready and a thread free for pre_processing soon")
     async def ready() -> Response:
-        states = {name: check() for name, check in app.state.health_checks.items()}
+        states = {name: check() for name, check in checks.items()}
+        failed = _failed(states, checks)
+        if failed is not None:
+            return Response(dumps(failed), status_code=503, media_type=JSON)
         not_ready = [name for name, state in states.items() if not state.get("ready", True)]
         body: dict[str, Any] = {"ready": True, "waiting_for": not_ready}
         workers = pool.state()
@@ -344,6 +357,15 @@ def _timeout_error(job: Job, settings: Settings, pre: Preprocessor) -> ApiError:
         Stage.TIMEOUT,
         job.index,
     )
+
+
+def _failed(states: Mapping[str, Any], checks: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The answer of a process whose component failed for good, or None."""
+    for name in checks:
+        state = states[name]
+        if state.get("state") == "failed":
+            return {"status": "failed", "error": state.get("error"), name: state}
+    return None
 
 
 def _json_type(value: Any) -> str:
