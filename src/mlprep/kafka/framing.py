@@ -19,6 +19,7 @@ import httpx
 import orjson
 
 from mlprep.errors import MlprepError
+from mlprep.redaction import redact
 from mlprep.runtime.codecs.avro import MAGIC, load_schema
 from mlprep.runtime.codecs.avro_limits import Container, RecordReader
 from mlprep.runtime.core import CUTOUT_FIELDS
@@ -75,7 +76,7 @@ class MessageDecoder:
             try:
                 record = orjson.loads(value)
             except orjson.JSONDecodeError as exc:
-                raise DecodeError(f"invalid JSON: {exc}")
+                raise DecodeError(f"invalid JSON: {exc}") from exc
             return record if isinstance(record, list) else [record]
         framing = self.framing if self.framing != "auto" else self._detect(value, key)
         try:
@@ -90,7 +91,7 @@ class MessageDecoder:
         except DecodeError:
             raise
         except Exception as exc:
-            raise DecodeError(f"Avro ({framing}) decode error: {type(exc).__name__}: {exc}")
+            raise DecodeError(f"Avro ({framing}) decode error: {type(exc).__name__}: {exc}") from exc
 
     def _detect(self, value: bytes, key: bytes | None) -> str:
         if value.startswith(MAGIC):
@@ -125,7 +126,7 @@ class MessageDecoder:
                 try:
                     self._key_schemas[key] = RecordReader(fastavro.parse_schema(orjson.loads(key)), self.limit)
                 except Exception as exc:
-                    raise DecodeError(f"the message key is not an Avro schema: {exc}")
+                    raise DecodeError(f"the message key is not an Avro schema: {exc}") from exc
             return self._key_schemas[key]
 
     def _confluent(self, value: bytes) -> Any:
@@ -141,7 +142,7 @@ class MessageDecoder:
                 answer.raise_for_status()
                 reader = RecordReader(fastavro.parse_schema(orjson.loads(answer.json()["schema"])), self.limit)
             except Exception as exc:
-                raise DecodeError(f"schema {schema_id} not found in the schema registry: {exc}")
+                raise DecodeError(f"schema {schema_id} not found in the schema registry: {redact(str(exc))}") from exc
             with self._lock:
                 self._registry[schema_id] = reader
         return reader.read(io.BytesIO(value[5:]))

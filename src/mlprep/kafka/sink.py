@@ -59,7 +59,7 @@ class KafkaLineSink:
                     f"output record {self.sent + 1} ({len(line)} bytes) cannot be sent to Kafka topic {self.topic}:"
                     f" {exc.args[0].str() if exc.args else exc}; {self.sent} records were sent before it"
                     " (raise message.max.bytes in KAFKA_PRODUCER_CONFIG for larger records)"
-                )
+                ) from exc
 
     def flush(self) -> None:
         if self._pending:
