@@ -17,6 +17,7 @@ from mlprep.kafka.records import decode_batch
 from mlprep.redaction import redact_logs
 from mlprep.runtime.core import Preprocessor, describe_exception, records_of
 from mlprep.runtime.outcomes import Stage
+from mlprep.runtime.provenance import Provenance
 from mlprep.settings import Settings
 
 log = logging.getLogger("mlprep.kafka")
@@ -64,11 +65,12 @@ class _Server(uvicorn.Server):
 
 
 def provenance_headers(pre: Preprocessor, settings: Settings) -> Headers:
-    known = pre.loaded.metadata
+    """``mlprep-run-id``, ``mlprep-model-name``, ``mlprep-model-version`` of every output message."""
+    known = Provenance.resolve(settings, pre.loaded.metadata)
     values = {
-        "mlprep-run-id": settings.mlflow_run_id or known.get("run_id"),
-        "mlprep-model-name": settings.model_name or known.get("model_name"),
-        "mlprep-model-version": settings.model_version or known.get("version"),
+        "mlprep-run-id": known.run_id,
+        "mlprep-model-name": known.model_name,
+        "mlprep-model-version": known.model_version,
     }
     return [(name, value.encode()) for name, value in values.items() if value]
 

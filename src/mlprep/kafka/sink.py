@@ -8,13 +8,14 @@ from confluent_kafka import KafkaException, Producer
 
 from mlprep.errors import MlprepError
 from mlprep.kafka import config
+from mlprep.runtime.provenance import Provenance
 from mlprep.settings import Settings
 
 
 def output_topic(settings: Settings, metadata: dict[str, str]) -> str:
     """``{model_name}-{version}-{KAFKA_TOPIC_SUFFIX}``, names baked into the image at build time."""
-    name = settings.model_name or metadata.get("model_name")
-    version = settings.model_version or metadata.get("version")
+    known = Provenance.resolve(settings, metadata)
+    name, version = known.model_name, known.model_version
     if not name or not version:
         raise MlprepError(
             "KAFKA_ENABLED=true without INPUT_TOPIC writes to {model_name}-{version}-"
