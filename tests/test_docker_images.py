@@ -213,3 +213,18 @@ def test_model_image_answers_invocations(mlflow_server, example_run, base_image)
         assert answer.json() == {"predictions": [1, 0]}
     finally:
         docker("rm", "-f", container)
+
+
+def test_two_builds_without_cache_hold_the_same_packages(mlflow_server, example_run, base_image):
+    """The runner's dependencies come from the hashed lock: rebuilding from scratch changes nothing."""
+    frozen = []
+    for tag in ("fresh-a", "fresh-b"):
+        result = run_script(
+            "build_image.py", mlflow_server, example_run, "auto", "--tag", tag, "--no-cache", "--base-image", base_image
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        listing = docker("run", "--rm", f"{IMAGE}:{tag}", "python", "-m", "pip", "freeze", "--all")
+        assert listing.returncode == 0, listing.stderr
+        frozen.append(sorted(listing.stdout.decode().split()))
+    assert frozen[0] == frozen[1]
+    assert any(line.startswith("fastapi==") for line in frozen[0])
