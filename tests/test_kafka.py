@@ -540,7 +540,7 @@ def test_stdout_to_kafka_mode(kafka_broker, make_preprocessing):
 
 
 def test_stdout_to_kafka_mode_says_which_record_kafka_refuses(kafka_broker, make_preprocessing):
-    """An output record larger than message.max.bytes: a clear error and status 2, not a traceback."""
+    """An output record larger than message.max.bytes: a clear error, the summary and status 1, no traceback."""
     folder = make_preprocessing("def pre_processing(d):\n    return {'blob': 'x' * d['size']}\n")
     env = {
         **os.environ,
@@ -558,9 +558,10 @@ def test_stdout_to_kafka_mode_says_which_record_kafka_refuses(kafka_broker, make
         timeout=60,
         check=False,
     )
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 1, result.stderr
     stderr = result.stderr.decode()
     assert "output record 2 (2000011 bytes) cannot be sent to Kafka topic big-model-v1-" in stderr
+    assert stderr.splitlines()[-1].startswith("mlprep: ") and " in, " in stderr.splitlines()[-1]
     assert "message.max.bytes" in stderr and "Traceback" not in stderr
 
 

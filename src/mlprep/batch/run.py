@@ -19,7 +19,7 @@ import orjson
 from mlprep.batch.chunks import unprocessed
 from mlprep.batch.progress import Progress
 from mlprep.batch.workers import WorkerDied, process_in_order
-from mlprep.errors import InputFormatError, OutputError
+from mlprep.errors import InputFormatError, MlprepError, OutputError
 from mlprep.runtime.codecs import detect_codec
 from mlprep.runtime.codecs.base import DEFAULT_MAX_RECORD_BYTES
 from mlprep.runtime.core import Preprocessor, describe_exception
@@ -120,6 +120,8 @@ def run_batch(
             where = exc.filename or (name if isinstance(name, str) else "the output")
             summary.error = f"cannot write {where}: {exc.strerror or exc}"
             summary.output_complete = dead is not None and exc.filename == dead.name
+        except MlprepError as exc:  # the output refused a record (stdout->Kafka): say it as it is
+            summary.error = str(exc)
         except Exception as exc:
             traceback.print_exc(file=err)
             summary.error = (
