@@ -899,7 +899,7 @@ def start_bridge(broker, tmp_path: Path, model: LocalModel, **env: str) -> tuple
 
 
 def metric(client: httpx.Client, name: str, **labels: str) -> float | None:
-    """One sample of the bridge's /metrics (None when absent)."""
+    """One sample of a /metrics (None when absent)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     for family in text_string_to_metric_families(client.get("/metrics").text):
@@ -1102,5 +1102,10 @@ def test_dead_letters_can_be_inspected_and_replayed_once_fixed_without_replay_lo
         assert "failed again after a replay: 1" in mlprep("dlq", "inspect", dead)
         time.sleep(2)
         assert count(kafka_broker, dead) == 4 and count(kafka_broker, target) == 9
+        # the processor's /metrics (beside the REST API's) counts the same: 10 + 3 replayed in, 4 dead letters
+        assert eventually(lambda: metric(processor.client, "mlprep_kafka_records_consumed_total") == 13)
+        assert metric(processor.client, "mlprep_kafka_dead_letters_total", stage="preprocess") == 4
+        assert metric(processor.client, "mlprep_kafka_records_produced_total") == 9
+        assert "mlprep_requests" in processor.client.get("/metrics").text
     finally:
         processor.stop()
