@@ -95,6 +95,8 @@ class ProcessServer:
                     return
             except httpx.TransportError:
                 time.sleep(0.1)
+        self.process.kill()  # never left running behind a failed test
+        self.process.wait(timeout=20)
         raise RuntimeError(f"server did not start: {log.read_text()[-3000:]}")
 
     def stop(self, kill: bool = False) -> None:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from pathlib import Path
 
 import fastavro
@@ -315,7 +318,8 @@ def test_poison_messages_are_dead_lettered_and_the_stream_goes_on(kafka_broker, 
 
 
 def test_an_error_the_processor_cannot_handle_fails_health_and_exits_non_zero(kafka_broker, tmp_path):
-    """Nothing can be produced (the producer's broker is gone): /health stops answering 200 "ok" and the
+    """Nothing can be produced (the producer's broker is gone): the processor waits (/health says for
+    what, /ready answers 503), then after RETRY_TIMEOUT_S /health stops answering 200 "ok" and the
     process exits 1 for its supervisor to restart it, the batch uncommitted."""
     source = topic("fatal-in")
     produce(kafka_broker, source, [(b"bad", b"{oops")])
@@ -328,7 +332,9 @@ def test_an_error_the_processor_cannot_handle_fails_health_and_exits_non_zero(ka
         OUTPUT_TOPIC=topic("fatal-out"),
         CONSUMER_GROUP_ID=source,
         KAFKA_PRODUCER_CONFIG=unreachable,
+        RETRY_TIMEOUT_S="4",
     )
+    waits, readiness = [], set()
     try:
         deadline = time.monotonic() + 120
         while processor.process.poll() is None:
@@ -339,12 +345,18 @@ def test_an_error_the_processor_cannot_handle_fails_health_and_exits_non_zero(ka
                 continue
             if answer.status_code == 200:
                 assert answer.json()["kafka"]["state"] != "failed"
+                if waiting := answer.json()["kafka"]["waiting"]:
+                    waits.append(waiting)
+                    with contextlib.suppress(httpx.TransportError):
+                        readiness.add(processor.client.get("/ready").status_code)
             else:
                 assert answer.status_code == 503
                 assert "could not be written to Kafka" in answer.json()["error"]
             time.sleep(0.05)
         assert processor.process.returncode == 1
         assert "could not be written to Kafka" in processor.log.read_text()
+        assert waits and waits[-1]["for"] == "Kafka" and waits[-1]["since"] and "not acknowledged" in waits[-1]["error"]
+        assert readiness == {503}
         consumer = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": source})
         committed = consumer.committed([TopicPartition(source, 0)], timeout=10)
         consumer.close()
@@ -372,7 +384,8 @@ def test_a_processor_whose_consumer_cannot_start_exits_1_with_the_reason(kafka_b
 
 
 def test_health_answers_503_with_the_error_once_the_processor_failed(kafka_broker, tmp_path, make_preprocessing):
-    """The REST API of the processor, its loop failed for real (nothing can be produced)."""
+    """The REST API of the processor, its loop failed for real (nothing can be produced past
+    RETRY_TIMEOUT_S)."""
     from mlprep.kafka.processor import build_processor
     from mlprep.rest.app import create_app
     from mlprep.runtime.core import Preprocessor
@@ -385,6 +398,7 @@ def test_health_answers_503_with_the_error_once_the_processor_failed(kafka_broke
         output_topic=topic("failing-out"),
         kafka_producer_config={"bootstrap.servers": f"127.0.0.1:{free_port()}", "message.timeout.ms": 500},
         kafka_consumer_config=json.loads(FAST_GROUP),
+        retry_timeout_s=2,  # Kafka down: waited for that long, then failed
     )
     pre = Preprocessor.load(make_preprocessing("def pre_processing(d):\n    return d\n"))
     loop = build_processor(settings, pre)
@@ -617,6 +631,8 @@ def test_bridge_to_a_real_model_server_that_goes_down_and_comes_back(
         "CONSUMER_GROUP_ID": source,
         "PASSTHROUGH_FIELDS": '["customer_id"]',
         "BRIDGE_MAX_RETRIES": "12",
+        "API_HOST": "127.0.0.1",
+        "BRIDGE_PORT": str(free_port()),
     }
     bridge = subprocess.Popen(
         [*MLPREP, "bridge"], env=env, stdout=(tmp_path / "bridge.log").open("wb"), stderr=subprocess.STDOUT
@@ -692,6 +708,8 @@ def test_bridge_reports_unreadable_and_miscounted_answers_without_leaking_the_ur
         "CONSUMER_GROUP_ID": source,
         "BRIDGE_MAX_RETRIES": "1",
         "BRIDGE_RETRY_DELAY_MS": "10",
+        "API_HOST": "127.0.0.1",
+        "BRIDGE_PORT": str(free_port()),
     }
     log = tmp_path / "bridge.log"
     bridge = subprocess.Popen([*MLPREP, "bridge"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
@@ -811,3 +829,284 @@ def test_bridge_image_builds_and_runs(base_image):
         check=False,
     )
     assert missing.returncode == 2 and "needs INPUT_TOPIC and OUTPUT_TOPIC" in missing.stderr
+    check = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{json .Config.Healthcheck.Test}}", "kafka-bridge:test"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(check.stdout)[-1] == "mlprep.healthcheck"
+
+
+class LocalModel:
+    """A model server on loopback: predicts ``2 * i``; answers 503 while ``failing``, refuses (400) a
+    batch holding a record with ``"refuse": true``; ``down()`` closes its port, ``up()`` reopens it."""
+
+    def __init__(self) -> None:
+        self.failing, self.calls, self.port = False, 0, free_port()
+        self.server: HTTPServer | None = None
+        self.up()
+
+    def up(self) -> None:
+        model = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                records = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["dataframe_records"]
+                model.calls += 1
+                if model.failing:
+                    status, body = 503, {"error": "overloaded"}
+                elif any(record.get("refuse") for record in records):
+                    status, body = 400, {"error_code": "BAD_REQUEST", "message": "refused record"}
+                else:
+                    status, body = 200, {"predictions": [2 * record["i"] for record in records]}
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def down(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+
+def start_bridge(broker, tmp_path: Path, model: LocalModel, **env: str) -> tuple[subprocess.Popen, Path, httpx.Client]:
+    """The bridge, and a client of its /health, /ready and /metrics."""
+    log = tmp_path / f"bridge-{uuid.uuid4().hex[:6]}.log"
+    port = free_port()
+    settings = {
+        **os.environ,
+        "API_HOST": "127.0.0.1",
+        "BRIDGE_PORT": str(port),
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "API_URL": f"http://127.0.0.1:{model.port}",
+        "BATCH_SIZE": "100",
+        "BATCH_TIMEOUT_MS": "200",
+        "PASSTHROUGH_FIELDS": '["i"]',
+        **env,
+    }
+    bridge = subprocess.Popen([*MLPREP, "bridge"], env=settings, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return bridge, log, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+
+def metric(client: httpx.Client, name: str, **labels: str) -> float | None:
+    """One sample of a /metrics (None when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None
+
+
+def eventually(check, timeout: float = 30):
+    """``check()``'s value once truthy."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.3)
+    return value
+
+
+def numbered(start: int, count: int, refuse: set[int] = frozenset()) -> list[tuple[bytes, bytes]]:
+    return [
+        (f"k{i}".encode(), json.dumps({"i": i, **({"refuse": True} if i in refuse else {})}).encode())
+        for i in range(start, start + count)
+    ]
+
+
+def test_bridge_waits_out_a_model_server_outage_without_dead_letters_or_rebalance(kafka_broker, tmp_path):
+    """2 000 records; the model server answers 503 then is unreachable for ~10 s in the middle. The
+    bridge pauses and keeps polling: it stays in its group although the outage is longer than
+    max.poll.interval.ms (7 s here), then every prediction arrives and nothing is dead-lettered."""
+    source, target, dead = topic("outage-in"), topic("outage-out"), topic("outage-dlq")
+    model = LocalModel()
+    group = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, "max.poll.interval.ms": 7000}
+    bridge, log, client = start_bridge(
+        kafka_broker,
+        tmp_path,
+        model,
+        INPUT_TOPIC=source,
+        OUTPUT_TOPIC=target,
+        DEAD_LETTER_TOPIC=dead,
+        CONSUMER_GROUP_ID=source,
+        KAFKA_CONSUMER_CONFIG=json.dumps(group),
+        BRIDGE_RETRY_DELAY_MS="100",
+        RETRY_MAX_DELAY_MS="1000",
+    )
+    try:
+        produce(kafka_broker, source, numbered(0, 1000))
+        read(kafka_broker, target, 1000)
+        model.failing = True  # 503 first...
+        produce(kafka_broker, source, numbered(1000, 1000))
+        waiting = eventually(lambda: client.get("/health").json()["bridge"]["waiting"])
+        assert waiting["for"] == "the model server" and "503" in waiting["error"] and waiting["since"]
+        assert client.get("/ready").status_code == 503
+        time.sleep(3)
+        model.down()  # ... then connection refused
+        time.sleep(6)
+        model.failing = False
+        model.up()
+        out = read(kafka_broker, target, 2000, timeout=120)
+        predictions = {key: json.loads(value) for key, value in out}
+        assert predictions == {f"k{i}".encode(): {"i": i, "prediction": 2 * i} for i in range(2000)}
+        assert count(kafka_broker, dead) == 0
+        text = log.read_text()
+        assert "waiting for the model server" in text and "partitions resumed" in text
+        assert text.count("partitions assigned") == 1, text[-3000:]  # no rebalance
+        assert eventually(lambda: client.get("/ready").status_code == 200)
+        assert metric(client, "mlprep_kafka_rebalances_total") == 1
+        assert metric(client, "mlprep_kafka_retries_total") >= 3
+        assert metric(client, "mlprep_kafka_backpressure_seconds_total") >= 8
+        assert bridge.poll() is None
+        bridge.send_signal(signal.SIGTERM)
+        assert bridge.wait(timeout=30) == 0
+    finally:
+        bridge.kill()
+        model.down()
+
+
+def test_bridge_dead_letters_only_the_records_the_model_refuses(kafka_broker, tmp_path):
+    """1 000 records, 3 of which the model server refuses (400 for any batch holding one): the refused
+    batches are bisected, so 997 predictions arrive and 3 dead letters keep their key and bytes."""
+    source, target, dead = topic("refuse-in"), topic("refuse-out"), topic("refuse-dlq")
+    model = LocalModel()
+    refused = {17, 500, 999}
+    records = numbered(0, 1000, refused)
+    produce(kafka_broker, source, records)
+    bridge, log, client = start_bridge(
+        kafka_broker,
+        tmp_path,
+        model,
+        INPUT_TOPIC=source,
+        OUTPUT_TOPIC=target,
+        DEAD_LETTER_TOPIC=dead,
+        CONSUMER_GROUP_ID=source,
+        KAFKA_CONSUMER_CONFIG=FAST_GROUP,
+    )
+    try:
+        letters = read(kafka_broker, dead, 3)
+        assert sorted(letters) == sorted(records[i] for i in refused)
+        headers = headers_of(kafka_broker, dead)
+        assert {h["mlprep-error-stage"] for h in headers} == {b"model"}
+        assert all(b"refused the records (400)" in h["mlprep-error"] for h in headers)
+        out = read(kafka_broker, target, 997)
+        assert bridge.poll() is None, log.read_text()[-3000:]
+        assert {key for key, _ in out} == {f"k{i}".encode() for i in range(1000) if i not in refused}
+        assert len(out) == 997 and count(kafka_broker, dead) == 3
+        # /metrics counts what the test sent, and the lag goes to 0
+        assert eventually(lambda: metric(client, "mlprep_kafka_records_consumed_total") == 1000)
+        assert metric(client, "mlprep_kafka_records_produced_total") == 997
+        assert metric(client, "mlprep_kafka_dead_letters_total", stage="model") == 3
+        assert metric(client, "mlprep_kafka_batch_size_count") >= 10
+        assert metric(client, "mlprep_kafka_model_request_duration_seconds_count", outcome="refused") >= 3
+        assert eventually(lambda: metric(client, "mlprep_kafka_consumer_lag", topic=source, partition="0") == 0)
+        assert client.get("/health").json()["bridge"]["lag"] == 0
+        exposed = client.get("/metrics").text  # the Grafana dashboard asks only for what is exposed
+        dashboard = (ROOT / "deploy" / "grafana" / "mlprep-kafka.json").read_text()
+        assert all(name in exposed for name in set(re.findall(r"mlprep_kafka_\w+", dashboard)))
+    finally:
+        bridge.kill()
+        model.down()
+
+
+def test_a_processor_with_default_group_settings_is_consuming_within_seconds(kafka_broker, tmp_path):
+    """No KAFKA_CONSUMER_CONFIG: the default group timings let it join and be ready within 15 s (with
+    librdkafka's own 45 s session timeout the join alone takes ~25 s on the embedded broker)."""
+    source, target = topic("fast-in"), topic("fast-out")
+    produce(kafka_broker, source, [(b"a", b'{"a": 1}')])
+    folder = write_files(tmp_path / "pp", {"preprocessing.py": "def pre_processing(d):\n    return d\n"})
+    port = free_port()
+    processor = ProcessServer(
+        [*MLPREP, "kafka", "-p", str(folder)],
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
+            "INPUT_TOPIC": source,
+            "OUTPUT_TOPIC": target,
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(port),
+        },
+        port,
+        tmp_path / "fast.log",
+        health="/ready",
+        timeout=15,
+    )
+    try:
+        assert read(kafka_broker, target, 1) == [(b"a", b'{"a":1}')]
+    finally:
+        processor.stop()
+
+
+def test_dead_letters_can_be_inspected_and_replayed_once_fixed_without_replay_loops(kafka_broker, tmp_path):
+    """Three records fail; the dead letters keep key, bytes, source and run id. Once two are fixed,
+    ``mlprep dlq replay`` brings them through; the one that fails again is dead-lettered marked as a
+    replay, and a later replay does not send it round again."""
+    source, target, dead = topic("replay-in"), topic("replay-out"), topic("replay-dlq")
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2, 3]")
+    folder = write_files(
+        tmp_path / "pp",
+        {
+            "preprocessing.py": f"""
+        import json
+
+        def pre_processing(record):
+            if record["n"] in json.load(open({str(bad)!r})):
+                raise ValueError(f"record {{record['n']}} is broken")
+            return record
+        """,
+            "run_info.json": '{"run_id": "run42", "model_name": "m", "version": "1"}',
+        },
+    )
+    records = [(f"r{n}".encode(), json.dumps({"n": n}).encode()) for n in range(10)]
+    produce(kafka_broker, source, records)
+    processor = start_processor(
+        kafka_broker, tmp_path, folder, INPUT_TOPIC=source, OUTPUT_TOPIC=target, DEAD_LETTER_TOPIC=dead
+    )
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap}
+
+    def mlprep(*args: str) -> str:
+        result = subprocess.run([*MLPREP, *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    try:
+        assert sorted(read(kafka_broker, dead, 3)) == [records[1], records[2], records[3]]
+        read(kafka_broker, target, 7)
+        headers = headers_of(kafka_broker, dead)
+        assert {h["mlprep-run-id"] for h in headers} == {b"run42"}
+        assert {h["mlprep-source-topic"] for h in headers} == {source.encode()}
+        assert all(h["mlprep-error-time"] and h["mlprep-source-offset"] for h in headers)
+        summary = mlprep("dlq", "inspect", dead)
+        assert "3 dead letters" in summary and "stage preprocess: 3" in summary
+        assert "ValueError: record 2 is broken" in summary
+        bad.write_text("[3]")  # two are fixed
+        before_replay = datetime.now(UTC).isoformat()
+        assert "replayed 3 to" in mlprep("dlq", "replay", dead, "--to", source, "--stage", "preprocess")
+        out = read(kafka_broker, target, 9)
+        assert sorted(key for key, _ in out) == sorted(key for key, _ in records if key != b"r3")
+        letters = read(kafka_broker, dead, 4)
+        assert sorted(key for key, _ in letters) == [b"r1", b"r2", b"r3", b"r3"]
+        again = mlprep("dlq", "replay", dead, "--to", source, "--since", before_replay)
+        assert "replayed 0 to" in again and "skipped 1 that failed again" in again
+        assert "failed again after a replay: 1" in mlprep("dlq", "inspect", dead)
+        time.sleep(2)
+        assert count(kafka_broker, dead) == 4 and count(kafka_broker, target) == 9
+        # the processor's /metrics (beside the REST API's) counts the same: 10 + 3 replayed in, 4 dead letters
+        assert eventually(lambda: metric(processor.client, "mlprep_kafka_records_consumed_total") == 13)
+        assert metric(processor.client, "mlprep_kafka_dead_letters_total", stage="preprocess") == 4
+        assert metric(processor.client, "mlprep_kafka_records_produced_total") == 9
+        assert "mlprep_requests" in processor.client.get("/metrics").text
+    finally:
+        processor.stop()

@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     kafka_producer_config: dict[str, Any] = Field(default_factory=dict)
     batch_size: int = Field(500, ge=1)
     batch_timeout_ms: int = Field(500, ge=1)
+    # Backpressure: a model server or broker that is down pauses the partitions and retries the batch with
+    # capped exponential backoff (from BRIDGE_RETRY_DELAY_MS up to RETRY_MAX_DELAY_MS); after
+    # RETRY_TIMEOUT_S (none by default: wait as long as it takes) the batch is given up.
+    retry_max_delay_ms: int = Field(10_000, ge=1)
+    retry_timeout_s: float | None = Field(None, gt=0)
     # Bridge to a model server.
     api_url: str = "http://localhost:8080"
     api_endpoint: str = "/invocations"
@@ -109,6 +114,7 @@ class Settings(BaseSettings):
     passthrough_fields: CommaList = Field(default_factory=list)
     bridge_max_retries: int = Field(5, ge=0)
     bridge_retry_delay_ms: int = Field(200, ge=1)
+    bridge_port: int = Field(8081, ge=1, le=65535)  # its /health, /ready and /metrics (host: API_HOST)
 
     # Provenance, baked into the image at build time (or set by hand).
     mlflow_run_id: str | None = None

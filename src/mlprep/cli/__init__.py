@@ -11,7 +11,7 @@ import signal
 import sys
 
 from mlprep import __version__
-from mlprep.cli import run, serve, stream
+from mlprep.cli import dlq, run, serve, stream
 from mlprep.cli.options import stdout_to_devnull
 from mlprep.errors import MlprepError
 from mlprep.redaction import redact, redact_logs
@@ -22,7 +22,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlprep", description="Run the pre_processing code of an MLflow run.")
     parser.add_argument("--version", action="version", version=f"mlprep {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (run, serve, stream):
+    for group in (run, serve, stream, dlq):
         group.register(commands, settings)
     if importlib.util.find_spec("mlprep.build") is not None:  # images hold no build side
         from mlprep.cli import build

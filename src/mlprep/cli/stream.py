@@ -28,7 +28,8 @@ def register(commands: argparse._SubParsersAction, settings: Settings) -> None:
         help="Kafka bridge: INPUT_TOPIC -> a model server's /invocations (in batches) -> OUTPUT_TOPIC",
         description="Settings from the environment: KAFKA_BOOTSTRAP_SERVERS, INPUT_TOPIC, OUTPUT_TOPIC, API_URL, "
         "API_ENDPOINT, INPUT_FORMAT, OUTPUT_FORMAT, CONSUMER_GROUP_ID, AUTO_OFFSET_RESET, BATCH_SIZE, "
-        "BATCH_TIMEOUT_MS, BRIDGE_PAYLOAD_FORMAT, PASSTHROUGH_FIELDS, BRIDGE_MAX_RETRIES.",
+        "BATCH_TIMEOUT_MS, BRIDGE_PAYLOAD_FORMAT, PASSTHROUGH_FIELDS, BRIDGE_MAX_RETRIES, BRIDGE_RETRY_DELAY_MS, "
+        "RETRY_MAX_DELAY_MS, RETRY_TIMEOUT_S; /health, /ready and /metrics on API_HOST:BRIDGE_PORT (8081).",
     )
     bridge.set_defaults(handler=_bridge)
 

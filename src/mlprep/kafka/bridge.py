@@ -1,25 +1,29 @@
 """The Kafka bridge: batches of INPUT_TOPIC records -> a model server's /invocations -> OUTPUT_TOPIC.
 
 Each prediction goes out with the key of its input record and the chosen pass-through fields. A
-model server that is down, answers 5xx or answers something unreadable is retried with exponential
-backoff; then the batch goes to the dead-letter topic, as does a batch it refuses (4xx) or answers
-with the wrong number of predictions. Offsets are committed only after the produced records are
+model server that is down (unreachable, timed out, 5xx, 429) is backpressure, never a dead letter:
+the loop pauses the partitions and retries the batch until it is back. A batch it refuses (4xx) is
+bisected: only the records it refuses are dead-lettered, the others predicted. An answer it cannot
+read (200 with an HTML page) is retried BRIDGE_MAX_RETRIES times, then the batch is dead-lettered,
+as is a batch answered with the wrong number of predictions. Offsets are committed only after the produced records are
 acknowledged. The URL's credentials never reach a log line or a header.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from typing import Any
 
 import httpx
 from confluent_kafka import Message
+from prometheus_client import Histogram
 
 from mlprep.kafka.framing import MessageDecoder, MessageEncoder
-from mlprep.kafka.loop import BatchLoop, Outgoing, dead_letter, stream_loop, stream_topics
+from mlprep.kafka.loop import Backpressure, BatchLoop, Outgoing, dead_letter, stream_loop, stream_topics
+from mlprep.kafka.metrics import SECONDS
 from mlprep.kafka.records import decode_batch
+from mlprep.kafka.serving import health_app, serve_beside
 from mlprep.redaction import redact, redact_logs
 from mlprep.runtime.outcomes import Stage
 from mlprep.runtime.serialization import dumps
@@ -34,6 +38,17 @@ class ModelServerError(Exception):
         self.retryable = retryable
 
 
+class Refused(ModelServerError):
+    """The model server refused the records (4xx): they are bisected down to the ones it refuses."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+# 4xx answers that say "not now" rather than "not this": backpressure, not dead letters.
+_RETRY_LATER = {408, 425, 429}
+
+
 class BridgeHandler:
     def __init__(self, settings: Settings, decoder: MessageDecoder, encoder: MessageEncoder, dead_topic: str) -> None:
         self.url = settings.api_url.rstrip("/") + "/" + settings.api_endpoint.lstrip("/")
@@ -44,6 +59,14 @@ class BridgeHandler:
         self.output_topic = settings.output_topic or ""
         self.decoder, self.encoder, self.dead_topic = decoder, encoder, dead_topic
         self.client = httpx.Client(timeout=60)
+        self.latency = Histogram(
+            "mlprep_kafka_model_request_duration_seconds",
+            "Model-server requests by outcome (ok, refused, down, unreadable).",
+            ["outcome"],
+            buckets=SECONDS,
+            registry=None,
+        )
+        self.collectors = (self.latency,)  # added to the loop's /metrics
 
     def handle(self, messages: list[Message]) -> list[Outgoing]:
         objects_only = self.payload_format == "dataframe_records"  # instances/inputs may be any JSON value
@@ -51,13 +74,21 @@ class BridgeHandler:
         if not records:
             return out
         try:
-            predictions = self._predict(records)
+            predictions, refused = self._bisect(records)
         except ModelServerError as exc:
             unique = {id(message): message for message in origins}.values()
             out.extend(dead_letter(self.dead_topic, message, Stage.MODEL, str(exc)) for message in unique)
             return out
         failed: set[int] = set()
-        for record, message, prediction in zip(records, origins, predictions, strict=True):
+        for index, error in refused.items():  # a message one of whose records is refused goes whole
+            if id(origins[index]) not in failed:
+                failed.add(id(origins[index]))
+                out.append(dead_letter(self.dead_topic, origins[index], Stage.MODEL, error))
+        for index, record in enumerate(records):
+            message = origins[index]
+            if id(message) in failed:
+                continue
+            prediction = predictions[index]
             kept = {name: record.get(name) for name in self.passthrough} if isinstance(record, dict) else {}
             try:
                 value = self.encoder.encode({**kept, "prediction": prediction})
@@ -69,6 +100,24 @@ class BridgeHandler:
             headers = list(message.headers() or [])
             out.append(Outgoing(self.output_topic, value, message.key(), headers, source=message))
         return out
+
+    def _bisect(self, records: list[Any]) -> tuple[dict[int, Any], dict[int, str]]:
+        """Predictions by record index, and the records the model server refuses with its reason: a
+        refused batch is split in halves until each refused record stands alone."""
+        predictions: dict[int, Any] = {}
+        refused: dict[int, str] = {}
+        spans = [(0, len(records))]
+        while spans:
+            start, end = spans.pop()
+            try:
+                predictions.update(enumerate(self._predict(records[start:end]), start))
+            except Refused as exc:
+                if end - start == 1:
+                    refused[start] = str(exc)
+                else:
+                    middle = (start + end) // 2
+                    spans += [(middle, end), (start, middle)]
+        return predictions, refused
 
     def _predict(self, records: list[Any]) -> list[Any]:
         body = dumps({self.payload_format: records})
@@ -85,18 +134,33 @@ class BridgeHandler:
         raise AssertionError("unreachable")
 
     def _call(self, body: bytes, expected: int) -> list[Any]:
+        begin, outcome = time.perf_counter(), "down"
+        try:
+            predictions = self._post(body, expected)
+            outcome = "ok"
+            return predictions
+        except Refused:
+            outcome = "refused"
+            raise
+        except ModelServerError:
+            outcome = "unreadable"
+            raise
+        finally:
+            self.latency.labels(outcome).observe(time.perf_counter() - begin)
+
+    def _post(self, body: bytes, expected: int) -> list[Any]:
         url = self.shown_url
         try:
             answer = self.client.post(self.url, content=body, headers={"Content-Type": "application/json"})
         except httpx.HTTPError as exc:  # unreachable, timed out, or a body that cannot be read
-            raise ModelServerError(
-                f"{url} unreachable: {type(exc).__name__}: {redact(str(exc))}", retryable=True
+            raise Backpressure(
+                "the model server", Stage.MODEL, f"{url} unreachable: {type(exc).__name__}: {redact(str(exc))}"
             ) from exc
         text = redact(answer.text[:2000])
-        if answer.status_code >= 500:
-            raise ModelServerError(f"{url} answered {answer.status_code}: {text[:500]}", retryable=True)
+        if answer.status_code >= 500 or answer.status_code in _RETRY_LATER:
+            raise Backpressure("the model server", Stage.MODEL, f"{url} answered {answer.status_code}: {text[:500]}")
         if answer.status_code >= 400:
-            raise ModelServerError(f"{url} refused the batch ({answer.status_code}): {text}", retryable=False)
+            raise Refused(f"{url} refused the records ({answer.status_code}): {text}")
         try:
             predictions = _predictions(answer.json())
         except ValueError as exc:  # not JSON (an HTML error page from a proxy...), or columns of unequal length
@@ -131,19 +195,14 @@ def build_bridge(settings: Settings) -> BatchLoop:
 
 def run_bridge(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT, then drain (flush, commit) and exit 0; 1 after an error the loop cannot
-    handle (logged by the loop), so that a supervisor restarts the bridge."""
+    handle (logged by the loop), so that a supervisor restarts the bridge. ``/health``, ``/ready`` and
+    ``/metrics`` answer on API_HOST:BRIDGE_PORT."""
     redact_logs()
     loop = build_bridge(settings)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: loop.stop())
     log.warning(
         "bridge: %s -> %s -> %s",
         settings.input_topic,
         redact(settings.api_url.rstrip("/") + "/" + settings.api_endpoint.lstrip("/")),
         settings.output_topic,
     )
-    try:
-        loop.run()
-    except Exception:
-        return 1
-    return 0
+    return serve_beside(loop, health_app(loop), settings.api_host, settings.bridge_port, settings.api_access_log)

@@ -8,26 +8,37 @@ preprocessing returned nothing for it) or ``dead_lettered``. A message whose han
 whose output the producer refuses as too large, is dead-lettered; a dead letter too large for
 ``message.max.bytes`` keeps its headers and a truncated value. An error the loop cannot handle
 stops it with state ``failed``: the process must then exit non-zero so its supervisor restarts it.
+
+Backpressure, not dead letters: a handler raises ``Backpressure`` when what it needs is down (the model
+server), and the producer's broker errors count the same. The loop then pauses its partitions, keeps
+polling (so it stays in its consumer group however long the outage), retries the same batch with capped
+exponential backoff, and resumes where it stopped. Only past ``retry_timeout`` (none by default) is a
+batch given up: dead-lettered if the handler could not handle it, the process stopped (uncommitted) if
+Kafka could not take it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from mlprep.errors import MlprepError
 from mlprep.kafka import config
+from mlprep.kafka.metrics import LoopMetrics
 from mlprep.redaction import redact
 from mlprep.runtime.outcomes import Stage
 from mlprep.settings import Settings
 
 log = logging.getLogger("mlprep.kafka")
+T = TypeVar("T")
 Headers = list[tuple[str, bytes]]
 
 # librdkafka's default message.max.bytes; it refuses larger messages (key + value + headers) locally.
@@ -50,6 +61,35 @@ class Outgoing:
     source: Message | None = None  # the consumed message it comes from: what the loop accounts for
 
 
+class Backpressure(Exception):
+    """Raised by a handler when a dependency is down: the batch is retried later, never dead-lettered."""
+
+    def __init__(self, waiting_for: str, stage: Stage, error: str) -> None:
+        super().__init__(error)
+        self.waiting_for, self.stage, self.error = waiting_for, stage, error
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Capped exponential backoff; ``timeout`` seconds (None: forever) before a batch is given up."""
+
+    first_delay: float = 0.2
+    max_delay: float = 10.0
+    timeout: float | None = None
+
+
+@dataclass(slots=True)
+class _Delivery:
+    """The records of one batch on their way to Kafka: not sent yet, and refused since the last attempt."""
+
+    to_send: list[Outgoing]
+    failed: list[tuple[Outgoing, KafkaError]] = field(default_factory=list)
+
+
+class _Interrupted(Exception):
+    """The loop was stopped while it waited: the batch is left uncommitted (it will be read again)."""
+
+
 class Handler(Protocol):
     def handle(self, messages: list[Message]) -> list[Outgoing]: ...
 
@@ -63,6 +103,7 @@ def dead_letter(topic: str, message: Message, stage: Stage, error: str) -> Outgo
         ("mlprep-source-topic", (message.topic() or "").encode()),
         ("mlprep-source-partition", str(message.partition()).encode()),
         ("mlprep-source-offset", str(message.offset()).encode()),
+        ("mlprep-error-time", datetime.now(UTC).isoformat(timespec="milliseconds").encode()),
     ]
     return Outgoing(topic, message.value() or b"", message.key(), headers, dead=True, source=message)
 
@@ -74,8 +115,11 @@ def stream_topics(settings: Settings, what: str) -> tuple[str, str, str]:
     return settings.input_topic, settings.output_topic, settings.dead_letter_topic or f"{settings.input_topic}-dlq"
 
 
-def stream_loop(name: str, settings: Settings, handler: Handler, default_group: str) -> BatchLoop:
-    """The loop of a front end from INPUT_TOPIC, in CONSUMER_GROUP_ID (else ``default_group``)."""
+def stream_loop(
+    name: str, settings: Settings, handler: Handler, default_group: str, run_id: str | None = None
+) -> BatchLoop:
+    """The loop of a front end from INPUT_TOPIC, in CONSUMER_GROUP_ID (else ``default_group``); its dead
+    letters name ``run_id`` (else MLFLOW_RUN_ID) in ``mlprep-run-id`` unless their message already does."""
     consumer, producer = (
         config.consumer(settings, settings.consumer_group_id or default_group),
         config.producer(settings),
@@ -90,6 +134,12 @@ def stream_loop(name: str, settings: Settings, handler: Handler, default_group: 
         settings.batch_size,
         settings.batch_timeout_ms,
         stream_topics(settings, name)[2],
+        RetryPolicy(
+            settings.bridge_retry_delay_ms / 1000,
+            max(settings.retry_max_delay_ms, settings.bridge_retry_delay_ms) / 1000,
+            settings.retry_timeout_s,
+        ),
+        run_id or settings.mlflow_run_id,
     )
 
 
@@ -110,7 +160,12 @@ class BatchLoop:
         batch_size: int,
         batch_timeout_ms: int,
         dead_topic: str,
+        retry: RetryPolicy | None = None,
+        run_id: str | None = None,
     ) -> None:
+        self.run_id = run_id
+        self.retry = retry or RetryPolicy()
+        self._held: list[Message] = []  # messages polled while waiting: handled next, never skipped
         self.name, self.topic, self.handler, self.dead_topic = name, topic, handler, dead_topic
         self.consumer_config, self.producer_config = consumer_config, producer_config
         self.batch_size, self.timeout = batch_size, batch_timeout_ms / 1000
@@ -128,11 +183,18 @@ class BatchLoop:
             "truncated": 0,  # dead letters whose value was cut to fit message.max.bytes
             "committed_batches": 0,
             "lag": None,
+            "lag_by_partition": {},
+            "dead_by_stage": {},
             "partitions": [],
             "error": None,
+            "rebalances": 0,  # partition assignments received (the first one included)
+            "waiting": None,  # while backpressure holds: what for, since when, the last error
+            "retries": 0,
+            "waited_seconds": 0.0,
             "seconds": {"consume": 0.0, "handle": 0.0, "produce": 0.0, "commit": 0.0},
         }
         self._lag_checked = 0.0
+        self.metrics = LoopMetrics(self.health, tuple(getattr(handler, "collectors", ())))
 
     def stop(self) -> None:
         self._stop.set()
@@ -158,12 +220,17 @@ class BatchLoop:
             seconds = self.state["seconds"]
             while not self._stop.is_set():
                 begin = time.perf_counter()
-                messages = consumer.consume(num_messages=self.batch_size, timeout=self.timeout)
+                if self._held:
+                    messages, self._held = self._held[: self.batch_size], self._held[self.batch_size :]
+                else:
+                    messages = consumer.consume(num_messages=self.batch_size, timeout=self.timeout)
                 seconds["consume"] += time.perf_counter() - begin
                 batch = [m for m in messages if self._usable(m)]
                 if batch:
                     self._process(batch, consumer, producer)
                 self._measure_lag(consumer)
+            self.state["state"] = "stopping"
+        except _Interrupted:
             self.state["state"] = "stopping"
         except BaseException as exc:
             self._fail(exc)
@@ -192,21 +259,88 @@ class BatchLoop:
     def _process(self, batch: list[Message], consumer: Consumer, producer: Producer) -> None:
         seconds = self.state["seconds"]
         begin = time.perf_counter()
-        outgoing = [self._fit(item) for item in self._handle(batch)]
+        outgoing = self._patiently(
+            consumer,
+            lambda: [self._fit(self._stamp(item)) for item in self._handle(batch)],
+            lambda exc: [self._fit(self._stamp(dead_letter(self.dead_topic, m, exc.stage, exc.error))) for m in batch],
+        )
         handled = time.perf_counter()
-        self._produce(producer, outgoing)
+        delivery = _Delivery(list(outgoing))
+        self._patiently(consumer, lambda: self._produce(producer, delivery), None)
         produced = time.perf_counter()
         seconds["handle"] += handled - begin
         seconds["produce"] += produced - handled
         self._commit(consumer, batch)
         seconds["commit"] += time.perf_counter() - produced
         self._account(batch, outgoing)
+        self.metrics.batch_size.observe(len(batch))
+        self.metrics.batch_seconds.observe(time.perf_counter() - begin)
+
+    def _patiently(
+        self, consumer: Consumer, attempt: Callable[[], T], give_up: Callable[[Backpressure], T] | None
+    ) -> T:
+        """``attempt()``, retried while it raises ``Backpressure``: the partitions paused, the consumer
+        polled (it stays in its group), capped exponential backoff. Past the retry timeout, ``give_up``
+        (None: the error stops the loop, the batch uncommitted)."""
+        try:
+            return attempt()
+        except Backpressure as exc:
+            failure = exc
+        consumer.pause(consumer.assignment())
+        since, delay = time.monotonic(), self.retry.first_delay
+        self.state.update(ready=False)
+        log.warning("%s: waiting for %s (%s); partitions paused", self.name, failure.waiting_for, failure.error)
+        try:
+            while True:
+                waited = time.monotonic() - since
+                self.state["waiting"] = {
+                    "for": failure.waiting_for,
+                    "since": datetime.fromtimestamp(time.time() - waited, UTC).isoformat(timespec="seconds"),
+                    "seconds": round(waited, 1),
+                    "error": redact(failure.error)[:500],
+                    "retries": self.state["retries"],
+                }
+                if self.retry.timeout is not None and waited >= self.retry.timeout:
+                    log.error("%s: %s still down after %.0f s: giving up", self.name, failure.waiting_for, waited)
+                    if give_up is None:
+                        raise DeliveryError(
+                            f"{failure.error}; still failing after {waited:.0f} s (RETRY_TIMEOUT_S): the records"
+                            " could not be written to Kafka and the batch is not committed"
+                        )
+                    return give_up(failure)
+                self._wait(consumer, delay)
+                if self._stop.is_set():
+                    raise _Interrupted
+                delay = min(delay * 2, self.retry.max_delay)
+                self.state["retries"] += 1
+                log.warning("%s: retry %d (%s)", self.name, self.state["retries"], failure.waiting_for)
+                try:
+                    result = attempt()
+                except Backpressure as exc:
+                    failure = exc
+                    continue
+                log.warning("%s: %s is back after %.1f s; partitions resumed", self.name, failure.waiting_for, waited)
+                return result
+        finally:
+            self.state["waited_seconds"] += time.monotonic() - since
+            self.state.update(waiting=None, ready=bool(self.state["partitions"]) and not self.failed)
+            with contextlib.suppress(KafkaException):  # what is still assigned (a rebalance may have come)
+                consumer.resume(consumer.assignment())
+
+    def _wait(self, consumer: Consumer, seconds: float) -> None:
+        """Sleep ``seconds`` while polling: heartbeats, rebalances and max.poll.interval.ms are served.
+        A message polled meanwhile (a partition assigned during the wait) is held for later, not lost."""
+        end = time.monotonic() + seconds
+        while not self._stop.is_set() and (left := end - time.monotonic()) > 0:
+            self._held.extend(m for m in consumer.consume(self.batch_size, timeout=min(left, 0.5)) if self._usable(m))
 
     def _handle(self, batch: list[Message]) -> list[Outgoing]:
         """The handler's outgoing records; a message whose handling raises is dead-lettered alone (the
         batch is handled again one message at a time to find it), so no message stops the loop."""
         try:
             return self.handler.handle(batch)
+        except Backpressure:
+            raise
         except HANDLER_ERRORS as exc:
             if len(batch) == 1:
                 return [self._unhandled(batch[0], exc)]
@@ -215,6 +349,8 @@ class BatchLoop:
         for message in batch:
             try:
                 outgoing.extend(self.handler.handle([message]))
+            except Backpressure:
+                raise
             except HANDLER_ERRORS as exc:
                 outgoing.append(self._unhandled(message, exc))
         return outgoing
@@ -225,6 +361,12 @@ class BatchLoop:
         return dead_letter(
             self.dead_topic, message, Stage.HANDLE, f"handling the message raised {describe_exception(exc)}"
         )
+
+    def _stamp(self, item: Outgoing) -> Outgoing:
+        """A dead letter names the run whose code handled it (unless its message already names one)."""
+        if item.dead and self.run_id and all(name != "mlprep-run-id" for name, _ in item.headers):
+            item.headers.append(("mlprep-run-id", self.run_id.encode()))
+        return item
 
     def _fit(self, item: Outgoing) -> Outgoing:
         """``item`` within the producer's message.max.bytes: an output too large is replaced by the dead
@@ -279,30 +421,32 @@ class BatchLoop:
         out_count = sum(id(message) in out for message in batch)
         self.state["consumed"] += len(batch)
         self.state["dead_lettered"] += dead_count
+        stages = self.state["dead_by_stage"]
+        for item in outgoing:
+            if item.dead:
+                stage = dict(item.headers).get("mlprep-error-stage", b"?").decode()
+                stages[stage] = stages.get(stage, 0) + 1
         self.state["out"] += out_count
         self.state["dropped"] += len(batch) - dead_count - out_count
         self.state["produced"] += sum(not item.dead for item in outgoing)
         self.state["truncated"] += sum(any(name == TRUNCATED_HEADER for name, _ in item.headers) for item in outgoing)
 
-    def _produce(self, producer: Producer, outgoing: list[Outgoing], attempts: int = 3) -> None:
-        pending = outgoing
-        failed: list[tuple[Outgoing, KafkaError]] = []
-        for _attempt in range(attempts):
-            failed = []
-            for item in pending:
-                self._send(producer, item, failed.append)
-            remaining = producer.flush(60)
-            if remaining:  # still queued: committing now could lose them
-                raise DeliveryError(
-                    f"{remaining} records not acknowledged by Kafka within 60 s; the batch is not committed"
-                )
-            if not failed:
-                return
-            log.warning("%s: %d records not acknowledged (%s), retrying", self.name, len(failed), failed[0][1])
-            pending = [item for item, _error in failed]
-        raise DeliveryError(
-            f"{len(pending)} records could not be written to Kafka ({failed[0][1]}); the batch is not committed"
-        )
+    def _produce(self, producer: Producer, delivery: _Delivery) -> None:
+        """Sends what ``delivery`` has not sent yet and waits for the acknowledgements; what Kafka refused
+        is sent again at the next attempt, after ``Backpressure`` (a fatal error stops the loop)."""
+        sending, delivery.to_send = delivery.to_send, []
+        for item in sending:
+            self._send(producer, item, delivery.failed.append)
+        remaining = producer.flush(10)
+        failed, delivery.failed = delivery.failed, []
+        for _item, error in failed:
+            if error.fatal():
+                raise KafkaException(error)
+        delivery.to_send.extend(item for item, _error in failed)
+        if failed:
+            raise Backpressure("Kafka", Stage.PRODUCE, f"{len(failed)} records not acknowledged: {failed[0][1]}")
+        if remaining:  # still queued in the producer: committing now could lose them
+            raise Backpressure("Kafka", Stage.PRODUCE, f"{remaining} records not acknowledged yet")
 
     @staticmethod
     def _send(producer: Producer, item: Outgoing, on_failure: Callable[[tuple[Outgoing, KafkaError]], None]) -> None:
@@ -319,7 +463,9 @@ class BatchLoop:
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.state["partitions"] = sorted({*self.state["partitions"], *(p.partition for p in partitions)})
-        self.state["ready"] = True
+        self.state["rebalances"] += 1
+        self.state["ready"] = self.state["waiting"] is None
+        log.info("%s: partitions assigned: %s", self.name, [p.partition for p in partitions])
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {p.partition for p in partitions}
@@ -332,11 +478,12 @@ class BatchLoop:
         try:
             assigned = consumer.assignment()
             positions = consumer.position(assigned) if assigned else []
-            lag = 0
+            by_partition = {}
             for position in positions:
                 _low, high = consumer.get_watermark_offsets(position, timeout=2)
-                lag += max(high - position.offset, 0) if position.offset >= 0 else max(high, 0)
-            self.state["lag"] = lag
+                behind = max(high - position.offset, 0) if position.offset >= 0 else max(high, 0)
+                by_partition[position.partition] = behind
+            self.state.update(lag=sum(by_partition.values()), lag_by_partition=by_partition)
         except KafkaException as exc:
             log.debug("lag unknown: %s", exc)
 

@@ -3,17 +3,14 @@ API of the same preprocessing in the same process. Bad messages go to the dead-l
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
-import threading
 
-import uvicorn
 from confluent_kafka import Message
 
 from mlprep.kafka.framing import MessageDecoder, MessageEncoder
 from mlprep.kafka.loop import BatchLoop, Headers, Outgoing, dead_letter, stream_loop, stream_topics
 from mlprep.kafka.records import decode_batch
+from mlprep.kafka.serving import serve_beside
 from mlprep.redaction import redact_logs
 from mlprep.runtime.core import Preprocessor, describe_exception, records_of
 from mlprep.runtime.outcomes import Stage
@@ -55,15 +52,6 @@ class PreprocessHandler:
         return out
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's Server without its signal capture: it re-raises SIGTERM after shutdown, which would kill
-    the process before the processor drains. SIGTERM and SIGINT are handled by ``serve_with_processor``."""
-
-    @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[override]
-        yield
-
-
 def provenance_headers(pre: Preprocessor, settings: Settings) -> Headers:
     """``mlprep-run-id``, ``mlprep-model-name``, ``mlprep-model-version`` of every output message."""
     known = Provenance.resolve(settings, pre.loaded.metadata)
@@ -83,37 +71,23 @@ def build_processor(settings: Settings, pre: Preprocessor) -> BatchLoop:
     handler = PreprocessHandler(
         pre, MessageDecoder.from_settings(settings), encoder, target, dead, provenance_headers(pre, settings)
     )
-    return stream_loop("processor", settings, handler, "mlprep-preprocessing")
+    run_id = Provenance.resolve(settings, pre.loaded.metadata).run_id
+    return stream_loop("processor", settings, handler, "mlprep-preprocessing", run_id)
 
 
 def serve_with_processor(settings: Settings, pre: Preprocessor, host: str, port: int) -> int:
-    """The REST API in the main thread (it handles SIGTERM), the processor in another; drained on exit."""
+    """The REST API in the main thread (it handles SIGTERM), the processor in another; drained on exit.
+    The REST API's ``/metrics`` includes the processor's."""
     from mlprep.rest.app import create_app
 
     redact_logs()
     loop = build_processor(settings, pre)
     app = create_app(settings, pre, components={"kafka": loop.health})
-    outcome: dict[str, BaseException] = {}
-    server = _Server(uvicorn.Config(app, host=host, port=port, access_log=settings.api_access_log))
-
-    def consume() -> None:
-        try:
-            loop.run()
-        except BaseException as exc:  # logged by the loop; the process exits non-zero to be restarted
-            outcome["error"] = exc
-            server.should_exit = True
-
-    worker = threading.Thread(target=consume, name="kafka-processor", daemon=True)
-    worker.start()
+    app.state.metrics.registry.register(loop.metrics)
     log.warning(
         "stream processor: %s -> %s (dead letters: %s)",
         settings.input_topic,
         settings.output_topic,
         settings.dead_letter_topic or f"{settings.input_topic}-dlq",
     )
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: setattr(server, "should_exit", True))
-    server.run()
-    loop.stop()
-    worker.join(timeout=60)
-    return 1 if "error" in outcome else 0
+    return serve_beside(loop, app, host, port, settings.api_access_log)
