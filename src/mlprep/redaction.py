@@ -26,7 +26,6 @@ def redact(text: str) -> str:
     return _SECRET_QUERY.sub(lambda m: f"{m['name']}={MASK}", text)
 
 
-
 def redact_logs() -> None:
     """Mask URL credentials in every log record this process creates, whatever logger or handler
     (uvicorn's, confluent-kafka's, MLflow's) writes it, tracebacks included."""

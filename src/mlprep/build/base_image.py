@@ -31,11 +31,11 @@ def default_tag(python_version: str) -> str:
 def suite_for(python_version: str) -> str:
     try:
         return SUITES[python_version]
-    except KeyError:
+    except KeyError as exc:
         known = ", ".join(f"{v} ({s})" for v, s in SUITES.items())
         raise ValidationError(
             "python_version", f"no Debian release ships Python {python_version} as python3; choose one of {known}"
-        )
+        ) from exc
 
 
 def _stderr(line: str) -> None:

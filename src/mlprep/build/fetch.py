@@ -22,8 +22,8 @@ import orjson
 
 from mlprep.build.naming import check_artifact_path, check_run_id, without_credentials
 from mlprep.errors import MlprepError
-from mlprep.runtime.loader import ENTRY_FILE
 from mlprep.redaction import redact
+from mlprep.runtime.loader import ENTRY_FILE
 
 Log = Callable[[str], None]
 
@@ -68,7 +68,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         raise FetchError(
             f"cannot reach the MLflow tracking server at {safe} ({reason}); is it running, and is "
             "MLFLOW_TRACKING_URI right?"
-        )
+        ) from exc
 
 
 def fetch(
@@ -97,8 +97,8 @@ def fetch(
         if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower():
             raise FetchError(
                 f"run {run_id} not found on the tracking server {safe_uri}: check the run id and MLFLOW_TRACKING_URI"
-            )
-        raise FetchError(f"cannot read run {run_id} from {safe_uri}: {_first_line(exc)}")
+            ) from exc
+        raise FetchError(f"cannot read run {run_id} from {safe_uri}: {_first_line(exc)}") from exc
 
     folder = str(entry.parent) if str(entry.parent) != "." else ""
     files = _python_files(client, run_id, folder)

@@ -31,6 +31,7 @@ from mlprep.build.naming import (
     without_credentials,
 )
 from mlprep.errors import MlprepError
+from mlprep.redaction import redact
 from mlprep.runtime.loader import ENTRY_FILE
 
 PYTHON_VERSION = re.compile(r"3\.[0-9]{1,2}")
@@ -281,8 +282,8 @@ def build_model_image(
         except Exception as exc:
             raise MlprepError(
                 f"cannot download {model_source} from {without_credentials(uri)}: "
-                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-            )
+                f"{redact(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__}"
+            ) from exc
         if not (local / "MLmodel").is_file():
             raise MlprepError(f"{model_source} is not an MLflow model (no MLmodel file)")
         shutil.move(str(local), context / "model")
@@ -302,9 +303,7 @@ def build_model_image(
         )
         log(f"building {image}:{tag} from {base}")
         docker_begin = time.monotonic()
-        _docker_build(
-            context, DOCKER / "Dockerfile.model", f"{image}:{tag}", python_version, base, labels, log, cancel
-        )
+        _docker_build(context, DOCKER / "Dockerfile.model", f"{image}:{tag}", python_version, base, labels, log, cancel)
         docker_seconds = time.monotonic() - docker_begin
     result = BuildResult(
         image, tag, docker_cli.image_size(f"{image}:{tag}"), time.monotonic() - begin, labels, docker_seconds

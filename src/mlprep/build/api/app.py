@@ -243,7 +243,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             delivery_id = verify(secret, request.headers, body, settings.webhook_tolerance_seconds)
         except WebhookRejected as exc:
-            raise HTTPException(exc.status, str(exc))
+            raise HTTPException(exc.status, str(exc)) from exc
         if not await run_in_threadpool(store().remember_delivery, delivery_id):
             raise HTTPException(409, f"delivery {delivery_id} was already received (replay refused)")
         horizon = now() - dt.timedelta(seconds=2 * settings.webhook_tolerance_seconds)
@@ -261,13 +261,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            raise HTTPException(400, f"the body is not JSON: {exc}")
+            raise HTTPException(400, f"the body is not JSON: {exc}") from exc
         if isinstance(payload, dict) and isinstance(payload.get("client_payload"), dict):
             payload = payload["client_payload"]  # a whole repository_dispatch body
         try:
             wanted = await run_in_threadpool(builds_for, payload, find_run_id)
         except WebhookRejected as exc:
-            raise HTTPException(exc.status, str(exc))
+            raise HTTPException(exc.status, str(exc)) from exc
         if wanted is None:
             event = f"{payload.get('entity')}.{payload.get('action')}" if isinstance(payload, dict) else "?"
             return JSONResponse({"status": "ignored", "event": event})
@@ -275,7 +275,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             request = BuildRequest(**wanted)
         except PydanticValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise HTTPException(422, f"the event asks for a build that is refused: {problems}")
+            raise HTTPException(422, f"the event asks for a build that is refused: {problems}") from exc
         record, new = await run_in_threadpool(enqueue, request_fields(request), trigger)
         return JSONResponse(
             {

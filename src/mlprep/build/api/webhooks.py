@@ -102,12 +102,12 @@ def builds_for(payload: Any, resolve: Callable[[str, str, str], str | None] | No
     try:
         check_run_id(str(run_id))
     except ValueError as exc:
-        raise WebhookRejected(422, str(exc))
+        raise WebhookRejected(422, str(exc)) from exc
     model_source = source if MODEL_SOURCE.fullmatch(source) and ".." not in source else f"models:/{name}/{version}"
     try:
         names = {kind: image_name(kind, name, version) for kind in ("preprocessing", "model")}
     except ValidationError as exc:
-        raise WebhookRejected(422, str(exc))
+        raise WebhookRejected(422, str(exc)) from exc
     return {
         "run_id": str(run_id),
         "image_name": names["preprocessing"],
