@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import fastavro
+import httpx
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from conftest import MLPREP, ROOT, ProcessServer, free_port, write_files
@@ -398,6 +399,8 @@ def test_bridge_to_a_real_model_server_that_goes_down_and_comes_back(
         "CONSUMER_GROUP_ID": source,
         "PASSTHROUGH_FIELDS": '["customer_id"]',
         "BRIDGE_MAX_RETRIES": "12",
+        "BRIDGE_HEALTH_PORT": str(health_port := free_port()),
+        "API_HOST": "127.0.0.1",
     }
     bridge = subprocess.Popen(
         [*MLPREP, "bridge"], env=env, stdout=(tmp_path / "bridge.log").open("wb"), stderr=subprocess.STDOUT
@@ -423,6 +426,9 @@ def test_bridge_to_a_real_model_server_that_goes_down_and_comes_back(
         produce(kafka_broker, source, rows(0, 120))
         first = read(kafka_broker, target, 120)
         by_key = {key: json.loads(value) for key, value in first}
+        probes = f"http://127.0.0.1:{health_port}"
+        assert httpx.get(f"{probes}/ready").status_code == 200  # partitions assigned: Kubernetes' readiness
+        assert httpx.get(f"{probes}/health").json()["state"] == "running"
         assert by_key[b"c0"] == {"customer_id": "c0", "prediction": 1}
         assert by_key[b"c1"] == {"customer_id": "c1", "prediction": 0}
         os.killpg(model.pid, signal.SIGTERM)  # the model server goes down...

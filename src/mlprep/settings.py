@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     passthrough_fields: CommaList = Field(default_factory=list)
     bridge_max_retries: int = Field(5, ge=0)
     bridge_retry_delay_ms: int = Field(200, ge=1)
+    bridge_health_port: int | None = Field(
+        None, ge=1, le=65535, description="Serve /health and /ready of the bridge on this port (API_HOST)"
+    )
 
     # Provenance, baked into the image at build time (or set by hand).
     mlflow_run_id: str | None = None

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -105,11 +107,42 @@ def build_bridge(settings: Settings) -> BatchLoop:
     return stream_loop("bridge", settings, handler, "mlprep-bridge")
 
 
+def serve_health(loop: BatchLoop, host: str, port: int) -> ThreadingHTTPServer:
+    """``/health`` (200 unless the loop failed) and ``/ready`` (200 once partitions are assigned) for
+    orchestrators' probes: the bridge has no REST API of its own."""
+
+    class Probe(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            state = loop.health()
+            if self.path == "/health":
+                ok = state["state"] != "failed"
+            elif self.path == "/ready":
+                ok = bool(state["ready"])
+            else:
+                self.send_error(404, "only /health and /ready")
+                return
+            body = dumps({"status": "ok" if ok else "unavailable", **state})
+            self.send_response(200 if ok else 503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:  # probes every few seconds: no access log
+            pass
+
+    server = ThreadingHTTPServer((host, port), Probe)
+    threading.Thread(target=server.serve_forever, name="bridge-health", daemon=True).start()
+    return server
+
+
 def run_bridge(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT, then drain (flush, commit) and exit 0."""
     loop = build_bridge(settings)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: loop.stop())
+    if settings.bridge_health_port:
+        serve_health(loop, settings.api_host, settings.bridge_health_port)
     log.warning(
         "bridge: %s -> %s%s -> %s", settings.input_topic, settings.api_url, settings.api_endpoint, settings.output_topic
     )
