@@ -178,6 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "docs": "/docs",
                 "openapi": "/openapi.json",
                 "health": "/health",
+                "ready": "/ready",
                 "builds": "/builds",
                 "build": "/build",
                 "mlflow_webhook": "/webhooks/mlflow",
@@ -204,6 +205,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             },
             status_code=200 if body["database"]["ok"] else 503,
         )
+
+    @app.get("/ready", summary="Readiness: the database answers (builds can be recorded and queued)")
+    async def ready() -> JSONResponse:
+        database = await run_in_threadpool(_database_state, store())
+        return JSONResponse({"ready": database["ok"], "database": database}, status_code=200 if database["ok"] else 503)
 
     @app.post(
         "/build",
