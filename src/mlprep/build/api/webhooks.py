@@ -129,3 +129,26 @@ def builds_for(
     if alias:
         wanted["alias"] = alias
     return wanted
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mlprep.build.api.webhooks run-id NAME VERSION [SOURCE]``: ``run_id=<id>`` for CI outputs.
+
+    The run of a model version, through MLflow (MLFLOW_TRACKING_URI) when its event carried ``run_id: null``.
+    """
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (3, 4) or args[0] != "run-id":
+        print("usage: python -m mlprep.build.api.webhooks run-id MODEL_NAME MODEL_VERSION [SOURCE]", file=sys.stderr)
+        return 2
+    run_id = find_run_id(args[1], args[2], args[3] if len(args) == 4 else "")
+    if not run_id:
+        print(f"MLflow knows no run of model version {args[1]}/{args[2]}: no preprocessing to build", file=sys.stderr)
+        return 1
+    print(f"run_id={check_run_id(run_id)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
