@@ -141,6 +141,15 @@ def test_mlflow_alias_event_promotes_the_version_images_building_them_first_when
         MLPREP_PROMOTE_ALIASES="champion,production",
     )
     try:
+        # a build requested with "push": true (MLPREP_PUSH_IMAGES is off here) is pushed and recorded
+        pushed = api.client.post(
+            "/build/sync", json={"run_id": example_run, "tag": "api-push", "push": True}, headers=AUTH
+        ).json()
+        assert pushed["status"] == "success" and pushed["push"] is True, pushed["error"]
+        assert pushed["image"] == f"{registry.host}/preprocessing-testmodel-v1:api-push"
+        digest = registry_digest(registry, "preprocessing-testmodel-v1", "api-push")
+        assert digest and pushed["image_digest"] == f"{registry.host}/preprocessing-testmodel-v1@{digest}"
+
         client = MlflowClient(tracking_uri=mlflow_server.url)
         client.create_webhook(
             name=f"promote-{uuid.uuid4().hex[:6]}",
