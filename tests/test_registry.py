@@ -24,6 +24,11 @@ def registry():
     server = Registry()
     yield server
     server.stop()
+    # the images named after this registry's port would only pile up in the engine
+    listed = docker("image", "ls", "--format", "{{.Repository}} {{.ID}}", check=False).stdout.splitlines()
+    mine = {line.split()[1] for line in listed if line.startswith(f"{server.host}/")}
+    if mine:
+        docker("rmi", "-f", *mine, check=False)
 
 
 @pytest.fixture
