@@ -193,3 +193,49 @@ class KafkaBroker:
     def stop(self) -> None:
         os.killpg(self.process.pid, signal.SIGTERM)
         self.process.wait(timeout=10)
+
+
+class Registry:
+    """A real OCI registry (Debian's ``docker-registry``, distribution 2.8) on a loopback port, with
+    htpasswd auth. The Docker engine trusts 127.0.0.0/8 registries without TLS."""
+
+    USER = "mlprep-ci"
+    PASSWORD = "registry-pass-for-tests"
+
+    def __init__(self) -> None:
+        if shutil.which("docker-registry") is None or shutil.which("htpasswd") is None:
+            _apt_install("docker-registry", "apache2-utils")
+        self.folder = Path(tempfile.mkdtemp(prefix="mlprep-registry-"))
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        entry = subprocess.run(
+            ["htpasswd", "-Bbn", self.USER, self.PASSWORD], capture_output=True, text=True, check=True
+        ).stdout
+        (self.folder / "htpasswd").write_text(entry)
+        (self.folder / "config.yml").write_text(
+            "version: 0.1\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.folder / 'data'}\n"
+            f"http:\n  addr: {self.host}\n"
+            f"auth:\n  htpasswd:\n    realm: mlprep-tests\n    path: {self.folder / 'htpasswd'}\n"
+        )
+        self.process = start_server(
+            "docker-registry",
+            ["docker-registry", "serve", str(self.folder / "config.yml")],
+            self.folder,
+            f"http://{self.host}/",
+            dict(os.environ),
+        )
+
+    def login(self, docker_config: Path, password: str | None = None) -> subprocess.CompletedProcess:
+        """``docker login`` into a DOCKER_CONFIG of the test's own (never ~/.docker)."""
+        return subprocess.run(
+            ["docker", "login", self.host, "-u", self.USER, "--password-stdin"],
+            input=self.PASSWORD if password is None else password,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DOCKER_CONFIG": str(docker_config)},
+            check=False,
+        )
+
+    def stop(self) -> None:
+        stop_server(self.process, self.folder)

@@ -62,6 +62,7 @@ def test_info_health_and_docs(api):
     health = api.client.get("/health").json()
     assert health["docker"]["ok"] and health["mlflow"]["ok"] and health["database"]["ok"]
     assert health["status"] == "ok"
+    assert api.client.get("/ready").json()["ready"] is True  # Kubernetes' readinessProbe
     assert "swagger" in api.client.get("/docs").text.lower()
 
 

@@ -632,7 +632,7 @@ def test_bridge_to_a_real_model_server_that_goes_down_and_comes_back(
         "PASSTHROUGH_FIELDS": '["customer_id"]',
         "BRIDGE_MAX_RETRIES": "12",
         "API_HOST": "127.0.0.1",
-        "BRIDGE_PORT": str(free_port()),
+        "BRIDGE_PORT": str(health_port := free_port()),
     }
     bridge = subprocess.Popen(
         [*MLPREP, "bridge"], env=env, stdout=(tmp_path / "bridge.log").open("wb"), stderr=subprocess.STDOUT
@@ -658,6 +658,9 @@ def test_bridge_to_a_real_model_server_that_goes_down_and_comes_back(
         produce(kafka_broker, source, rows(0, 120))
         first = read(kafka_broker, target, 120)
         by_key = {key: json.loads(value) for key, value in first}
+        probes = f"http://127.0.0.1:{health_port}"
+        assert httpx.get(f"{probes}/ready").status_code == 200  # partitions assigned: Kubernetes' readiness
+        assert httpx.get(f"{probes}/health").json()["state"] == "running"
         assert by_key[b"c0"] == {"customer_id": "c0", "prediction": 1}
         assert by_key[b"c1"] == {"customer_id": "c1", "prediction": 0}
         os.killpg(model.pid, signal.SIGTERM)  # the model server goes down...

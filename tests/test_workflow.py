@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -64,3 +65,45 @@ def test_no_payload_is_interpolated_into_a_shell_line():
     for job in load()["jobs"].values():
         for step in job["steps"]:
             assert "${{" not in step.get("run", ""), f"expression in a run: line of {step.get('name')}"
+
+
+def steps(job: str) -> list[dict]:
+    return load()["jobs"][job]["steps"]
+
+
+def test_both_jobs_log_in_to_ghcr_with_the_workflow_token_and_push():
+    assert load()["permissions"]["packages"] == "write"
+    for job in ("preprocessing-image", "model-image"):
+        found = steps(job)
+        login = next(s for s in found if s.get("uses", "").startswith("docker/login-action@"))
+        assert login["with"] == {
+            "registry": "ghcr.io",
+            "username": "${{ github.actor }}",
+            "password": "${{ secrets.GITHUB_TOKEN }}",
+        }
+        build = next(s for s in found if "build_scripts/build" in s.get("run", ""))
+        assert found.index(login) < found.index(build)
+        assert "--push" in build["run"] and build["env"]["MLPREP_REGISTRY"].startswith("${{")
+
+
+def test_a_null_run_id_is_resolved_through_mlflow(mlflow_server, example_run):
+    """A version registered from a logged model (models:/m-...) carries no run id in its event."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_server.url)
+    mlflow.set_tracking_uri(mlflow_server.url)
+    source = client.get_model_version("testmodel", "1").source
+    assert re.fullmatch(r"models:/m-[0-9a-f]+", source), source
+    version = mlflow.register_model(source, "testmodel").version
+    step = next(s for s in steps("preprocessing-image") if s.get("id") == "run")
+    assert "python -m mlprep.build.api.webhooks run-id" in step["run"]
+    env = {**os.environ, **mlflow_server.env()}
+    resolver = [sys.executable, "-m", "mlprep.build.api.webhooks", "run-id"]
+    resolved = subprocess.run(
+        [*resolver, "testmodel", str(version), source], capture_output=True, text=True, env=env, check=False
+    )
+    assert resolved.returncode == 0, resolved.stderr
+    assert resolved.stdout == f"run_id={example_run}\n"  # a GITHUB_OUTPUT line
+    unknown = subprocess.run([*resolver, "no-such-model", "1"], capture_output=True, text=True, env=env, check=False)
+    assert unknown.returncode == 1 and "no preprocessing to build" in unknown.stderr

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
 
     # Image builds: the default --base-image (e.g. a local `mlprep base-image` for air-gapped hosts).
     mlprep_base_image: str | None = None
+    # Publishing: images are named REGISTRY/name:tag and pushed with the Docker CLI's own credentials.
+    registry: str | None = Field(None, description="Registry host[:port][/path] images are pushed to")
+    push_images: bool = Field(False, description="Push every image the build API builds (webhooks too)")
+    promote_aliases: CommaList = Field(
+        default_factory=lambda: ["champion"], description="Aliases whose move re-tags and pushes the images"
+    )
 
     # Build API (build_scripts/api.py).
     build_api_host: str = "127.0.0.1"
@@ -122,7 +128,7 @@ class Settings(BaseSettings):
     model_version: str | None = None
     preprocessing_type: str | None = None
 
-    @field_validator("passthrough_fields", mode="before")
+    @field_validator("passthrough_fields", "promote_aliases", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if not isinstance(value, str):

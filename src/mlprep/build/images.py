@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlprep
-from mlprep.build import docker_cli, naming
+from mlprep.build import docker_cli, naming, publish
 from mlprep.build.docker_cli import Log
 from mlprep.build.fetch import fetch, tracking_uri
 from mlprep.build.naming import (
@@ -76,6 +76,8 @@ class BuildOptions:
     dockerfile: Path | None = None
     tracking_uri: str | None = None
     no_cache: bool = False
+    push: bool = False  # push to the registry of the image name, then record the digest in MLflow
+    registry: str | None = None  # REGISTRY: the image is named REGISTRY/name unless its name has one
 
     def validate(self) -> BuildOptions:
         check_run_id(self.run_id)
@@ -98,15 +100,17 @@ class BuildResult:
     seconds: float
     labels: dict[str, str] = field(default_factory=dict)
     docker_seconds: float = 0.0  # of ``seconds``, the time spent in ``docker build``
+    digest: str | None = None  # repository@sha256:... once pushed
 
     @property
     def reference(self) -> str:
         return f"{self.image}:{self.tag}"
 
     def summary(self) -> str:
+        pushed = f", pushed as {self.digest}" if self.digest else ""
         return (
             f"built {self.reference} ({self.size_bytes / 1e6:.1f} MB) in {self.seconds:.1f} s "
-            f"(docker build {self.docker_seconds:.1f} s)"
+            f"(docker build {self.docker_seconds:.1f} s){pushed}"
         )
 
 
@@ -123,6 +127,7 @@ def build_preprocessing_image(
         log(f"fetching the preprocessing of run {options.run_id} from {without_credentials(uri)}")
         fetched = fetch(options.run_id, context / "preprocessing", options.preprocessing_path, uri, log)
         image = auto_image_name(fetched.tags) if options.image_name == AUTO else options.image_name
+        image = publish.qualify(image, options.registry)
         if not (context / "preprocessing" / "requirements.txt").exists():
             (context / "preprocessing" / "requirements.txt").write_text("")
         _assemble_runner(context)
@@ -158,8 +163,32 @@ def build_preprocessing_image(
     result = BuildResult(
         image, options.tag, docker_cli.image_size(reference), time.monotonic() - begin, labels, docker_seconds
     )
+    if options.push:
+        _push_and_record(result, log, cancel, uri, run_id=options.run_id)
     log(result.summary())
     return result
+
+
+def _push_and_record(
+    result: BuildResult,
+    log: Log,
+    cancel: threading.Event | None,
+    uri: str,
+    run_id: str | None = None,
+    model_source: str | None = None,
+) -> None:
+    """Push the image, then tell MLflow (only after the registry accepted it)."""
+    log(f"pushing {result.reference}")
+    pushed = publish.push(result.reference, log, cancel)
+    result.digest = pushed.digest
+    try:
+        publish.record(pushed, uri, run_id=run_id, model_source=model_source)
+    except Exception as exc:
+        raise MlprepError(
+            f"pushed {pushed.digest} but could not tag it in MLflow at {without_credentials(uri)}: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
+    log(f"recorded {pushed.digest} in MLflow")
 
 
 def _assemble_runner(context: Path) -> None:
@@ -256,11 +285,17 @@ def build_model_image(
     uri: str | None = None,
     log: Log = _stderr,
     cancel: threading.Event | None = None,
+    push: bool = False,
+    registry: str | None = None,
 ) -> BuildResult:
-    """An image serving the MLflow model's /invocations on port 8080."""
+    """An image serving the MLflow model's /invocations on port 8080.
+
+    With ``push``, the digest is written to the model version (sources ``models:/...``).
+    """
     check_model_source(model_source)
     name, version = model_name_and_version(model_source)
     image = check_image_name(image_name) if image_name else naming.image_name("model", name, version)
+    image = publish.qualify(image, registry)
     check_tag(tag)
     check_python_version(python_version)
     if base_image:
@@ -308,6 +343,8 @@ def build_model_image(
     result = BuildResult(
         image, tag, docker_cli.image_size(f"{image}:{tag}"), time.monotonic() - begin, labels, docker_seconds
     )
+    if push:
+        _push_and_record(result, log, cancel, uri, model_source=model_source)
     log(result.summary())
     return result
 

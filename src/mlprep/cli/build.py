@@ -34,6 +34,19 @@ def image_options(parser: argparse.ArgumentParser, settings: Settings) -> None:
         help="FROM image (env MLPREP_BASE_IMAGE; default python:<version>-slim); "
         "see `mlprep base-image` for hosts without a registry",
     )
+    parser.add_argument(
+        "--push",
+        action="store_true",
+        default=settings.push_images,
+        help="push the image (credentials: `docker login REGISTRY`) and record its digest in MLflow "
+        "(env MLPREP_PUSH_IMAGES)",
+    )
+    parser.add_argument(
+        "--registry",
+        default=settings.registry,
+        metavar="HOST[:PORT][/PATH]",
+        help="name the image REGISTRY/NAME:TAG unless its name has a registry (env MLPREP_REGISTRY)",
+    )
 
 
 def register(commands: argparse._SubParsersAction, settings: Settings) -> None:
@@ -99,6 +112,17 @@ def register(commands: argparse._SubParsersAction, settings: Settings) -> None:
     image_options(model, settings)
     model.set_defaults(handler=_build_model)
 
+    images = commands.add_parser(
+        "images",
+        help="the pushed images MLflow knows for a run or a model version",
+        description="Print KIND, IMAGE and DIGEST of each image pushed for RUN_ID (the preprocessing image) or "
+        "models:/NAME/VERSION (the model image, and the preprocessing image of its run).",
+        epilog="examples:\n  mlprep images e6c1131f4673449aa688ed1ffc3abbbe\n  mlprep images models:/churn/3",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    images.add_argument("target", metavar="RUN_ID|models:/NAME/VERSION")
+    images.set_defaults(handler=_images)
+
     base = commands.add_parser(
         "base-image",
         help="build a Python base image without any registry (debootstrap + docker import)",
@@ -116,7 +140,8 @@ def register(commands: argparse._SubParsersAction, settings: Settings) -> None:
         help="the build API: builds on request and on MLflow webhooks, with a queue that survives restarts",
         description="Serve the build API (Swagger UI at /docs). Settings: BUILD_API_HOST, BUILD_API_PORT, "
         "BUILD_API_DATABASE_URL, BUILD_API_TOKEN, MAX_CONCURRENT_BUILDS, MLFLOW_WEBHOOK_SECRET, "
-        "WEBHOOK_TOLERANCE_SECONDS, MLFLOW_TRACKING_URI, MLPREP_BASE_IMAGE.",
+        "WEBHOOK_TOLERANCE_SECONDS, MLFLOW_TRACKING_URI, MLPREP_BASE_IMAGE, MLPREP_REGISTRY, MLPREP_PUSH_IMAGES, "
+        "MLPREP_PROMOTE_ALIASES.",
     )
     build_api.add_argument("--host", default=settings.build_api_host, help="env BUILD_API_HOST (default 127.0.0.1)")
     build_api.add_argument("--port", type=int, default=settings.build_api_port, help="env BUILD_API_PORT (8000)")
@@ -143,17 +168,43 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
         base_image=args.base_image,
         dockerfile=args.dockerfile,
         no_cache=args.no_cache,
+        push=args.push,
+        registry=args.registry,
     )
     result = build_preprocessing_image(options)
-    print(result.reference)
+    print(result.digest or result.reference)
     return 0
 
 
 def _build_model(args: argparse.Namespace, settings: Settings) -> int:
     from mlprep.build.images import build_model_image
 
-    result = build_model_image(args.model_source, args.image_name, args.tag, args.base_image, args.python_version)
-    print(result.reference)
+    result = build_model_image(
+        args.model_source,
+        args.image_name,
+        args.tag,
+        args.base_image,
+        args.python_version,
+        push=args.push,
+        registry=args.registry,
+    )
+    print(result.digest or result.reference)
+    return 0
+
+
+def _images(args: argparse.Namespace, settings: Settings) -> int:
+    from mlprep.build.fetch import tracking_uri
+    from mlprep.build.naming import check_run_id
+    from mlprep.build.publish import images_of
+
+    if not args.target.startswith("models:/"):
+        check_run_id(args.target)
+    found = images_of(args.target, tracking_uri())
+    if not found:
+        print(f"mlprep: MLflow knows no pushed image for {args.target} (build it with --push)", file=sys.stderr)
+        return 1
+    for kind, tags in found.items():
+        print(f"{kind}\t{tags.get('mlprep.image', '-')}\t{tags.get('mlprep.image.digest', '-')}")
     return 0
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -51,6 +51,7 @@ _FIELD_CHECKS = {
     "base_image": check_image_reference,
     "model_source": check_model_source,
     "model_image_name": check_image_name,
+    "alias": check_tag,
 }
 
 
@@ -73,6 +74,14 @@ class BuildRequest(BaseModel):
     )
     model_image_name: str | None = Field(None, max_length=255)
     no_cache: bool = False
+    push: bool | None = Field(
+        None, description="push the images and record their digests in MLflow (default MLPREP_PUSH_IMAGES)"
+    )
+    alias: str | None = Field(
+        None,
+        max_length=128,
+        description="promote: tag the pushed images of model_source as :alias and push (built first if missing)",
+    )
 
     @field_validator(*_FIELD_CHECKS, mode="after")
     @classmethod
@@ -83,6 +92,12 @@ class BuildRequest(BaseModel):
     @classmethod
     def _image_name(cls, value: str) -> str:
         return value if value == AUTO else check_image_name(value)
+
+    @model_validator(mode="after")
+    def _alias_needs_a_model(self) -> BuildRequest:
+        if self.alias and not self.model_source:
+            raise ValueError("alias: a promotion needs model_source (models:/NAME/VERSION)")
+        return self
 
     @field_validator("dockerfile", mode="after")
     @classmethod
@@ -111,7 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from mlprep.build.api.worker import BuildQueue
 
         store = BuildStore(settings.build_api_database_url)
-        queue = BuildQueue(store, settings.max_concurrent_builds)
+        queue = BuildQueue(store, settings.max_concurrent_builds, settings.registry)
         for build_id in store.recover():
             queue.submit(build_id)
         app.state.store, app.state.queue = store, queue
@@ -149,6 +164,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def request_fields(body: BuildRequest) -> dict[str, Any]:
         fields = body.model_dump()
         fields["no_cache"] = int(fields["no_cache"])
+        # a promotion pushes whatever the setting says: an alias only exists in a registry
+        pushing = settings.push_images if fields["push"] is None else fields["push"]
+        fields["push"] = int(bool(pushing or fields["alias"]))
         return fields
 
     @app.get("/", summary="API information")
@@ -160,6 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "docs": "/docs",
                 "openapi": "/openapi.json",
                 "health": "/health",
+                "ready": "/ready",
                 "builds": "/builds",
                 "build": "/build",
                 "mlflow_webhook": "/webhooks/mlflow",
@@ -186,6 +205,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             },
             status_code=200 if body["database"]["ok"] else 503,
         )
+
+    @app.get("/ready", summary="Readiness: the database answers (builds can be recorded and queued)")
+    async def ready() -> JSONResponse:
+        database = await run_in_threadpool(_database_state, store())
+        return JSONResponse({"ready": database["ok"], "database": database}, status_code=200 if database["ok"] else 503)
 
     @app.post(
         "/build",
@@ -265,7 +289,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if isinstance(payload, dict) and isinstance(payload.get("client_payload"), dict):
             payload = payload["client_payload"]  # a whole repository_dispatch body
         try:
-            wanted = await run_in_threadpool(builds_for, payload, find_run_id)
+            wanted = await run_in_threadpool(builds_for, payload, find_run_id, settings.promote_aliases)
         except WebhookRejected as exc:
             raise HTTPException(exc.status, str(exc)) from exc
         if wanted is None:
@@ -277,12 +301,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise HTTPException(422, f"the event asks for a build that is refused: {problems}") from exc
         record, new = await run_in_threadpool(enqueue, request_fields(request), trigger)
+        tag = wanted.get("alias") or "latest"
         return JSONResponse(
             {
                 "status": "accepted" if new else "already-active",
                 "build_id": record["id"],
-                "image": f"{wanted['image_name']}:latest",
-                "model_image": f"{wanted['model_image_name']}:latest",
+                "image": f"{wanted['image_name']}:{tag}",
+                "model_image": f"{wanted['model_image_name']}:{tag}",
             },
             status_code=202,
         )
@@ -300,7 +325,7 @@ _PRIVATE = ("id", "log", "active_key")
 
 def _public(record: dict[str, Any], with_log: bool = False, tail: int | None = None) -> dict[str, Any]:
     out = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in record.items() if k not in _PRIVATE}
-    out = {"build_id": record["id"], **out, "no_cache": bool(record.get("no_cache"))}
+    out = {"build_id": record["id"], **out, "no_cache": bool(record.get("no_cache")), "push": bool(record.get("push"))}
     if with_log:
         log = record.get("log") or ""
         out["log"] = "\n".join(log.splitlines()[-tail:]) if tail else log

@@ -50,9 +50,13 @@ builds = Table(
     Column("model_source", String(1024)),
     Column("model_image_name", String(255)),
     Column("no_cache", Integer, default=0),
+    Column("push", Integer, default=0),
+    Column("alias", String(256)),  # a promotion: re-tag the version's pushed images as :alias
     Column("trigger", String(32), nullable=False),
     Column("image", String(512)),
     Column("model_image", String(512)),
+    Column("image_digest", String(512)),
+    Column("model_image_digest", String(512)),
     Column("size_bytes", Integer),
     Column("error", Text),
     Column("log", Text, default=""),
@@ -86,15 +90,19 @@ class BuildStore:
             options["connect_args"] = {"check_same_thread": False, "timeout": 30}
         self.engine = create_engine(self.url, **options)
         metadata.create_all(self.engine)
-        self._add_active_key()
+        self._add_missing_columns()
 
-    def _add_active_key(self) -> None:
-        """Databases made by earlier versions lack ``active_key``: add it (and its unique index)."""
-        if "active_key" in {c["name"] for c in inspect(self.engine).get_columns("builds")}:
-            return
+    def _add_missing_columns(self) -> None:
+        """Databases made by earlier versions lack later columns: add them (``active_key`` with its index)."""
+        present = {c["name"] for c in inspect(self.engine).get_columns("builds")}
         with self.engine.begin() as db:
-            db.execute(text("ALTER TABLE builds ADD COLUMN active_key VARCHAR(512)"))
-            db.execute(text("CREATE UNIQUE INDEX ix_builds_active_key ON builds (active_key)"))
+            for column in builds.columns:
+                if column.name in present:
+                    continue
+                kind = column.type.compile(dialect=self.engine.dialect)
+                db.execute(text(f"ALTER TABLE builds ADD COLUMN {column.name} {kind}"))
+                if column.name == "active_key":
+                    db.execute(text("CREATE UNIQUE INDEX ix_builds_active_key ON builds (active_key)"))
 
     def create_unless_active(self, fields: dict[str, Any], trigger: str) -> tuple[dict[str, Any], bool]:
         """A new pending build, or the active build of the same run, image and tag (``False``).
@@ -102,6 +110,8 @@ class BuildStore:
         Atomic: of concurrent identical requests exactly one inserts, the others get its build.
         """
         key = f"{fields['run_id']} {fields['image_name']}:{fields['tag']}"
+        if fields.get("alias"):
+            key += f" @{fields['alias']}"
         row = {
             **fields,
             "id": secrets.token_hex(6),

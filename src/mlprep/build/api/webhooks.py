@@ -1,4 +1,4 @@
-"""MLflow Model Registry webhooks: signature check (as MLflow signs them) and what to build.
+"""MLflow Model Registry webhooks: signature check (as MLflow signs them), what to build or promote.
 
 MLflow signs ``{delivery_id}.{timestamp}.{payload}`` with HMAC-SHA256 and sends
 ``X-MLflow-Signature: v1,<base64>``, ``X-MLflow-Timestamp`` and ``X-MLflow-Delivery-Id``
@@ -12,10 +12,9 @@ import hashlib
 import hmac
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from mlprep.build.images import MODEL_SOURCE
 from mlprep.build.naming import ValidationError, check_run_id, image_name
 
 SIGNATURE = "x-mlflow-signature"
@@ -71,7 +70,8 @@ def find_run_id(name: str, version: str, source: str) -> str | None:
 
     client = MlflowClient()
     try:
-        run_id = client.get_model_version(name, version).run_id
+        found = client.get_model_version(name, version)
+        run_id, source = found.run_id, source or str(found.source or "")
         if not run_id and source.startswith("models:/m-"):
             run_id = client.get_logged_model(source.removeprefix("models:/").split("/")[0]).source_run_id
     except MlflowException:
@@ -79,19 +79,31 @@ def find_run_id(name: str, version: str, source: str) -> str | None:
     return run_id or None
 
 
-def builds_for(payload: Any, resolve: Callable[[str, str, str], str | None] | None = None) -> dict[str, Any] | None:
-    """The build a ``model_version.created`` event asks for; None for events that build nothing.
+def builds_for(
+    payload: Any,
+    resolve: Callable[[str, str, str], str | None] | None = None,
+    aliases: Collection[str] = (),
+) -> dict[str, Any] | None:
+    """The build a ``model_version.created`` event asks for, or the promotion a
+    ``model_version_alias.created`` event of one of ``aliases`` asks for; None for events that do nothing.
 
-    ``resolve(name, version, source)`` finds the run id when the event has none.
+    ``resolve(name, version, source)`` finds the run id when the event has none (always, for an alias).
     """
-    if not isinstance(payload, dict) or (payload.get("entity"), payload.get("action")) != ("model_version", "created"):
+    if not isinstance(payload, dict):
         return None
+    event = (payload.get("entity"), payload.get("action"))
+    if event not in (("model_version", "created"), ("model_version_alias", "created")):
+        return None
+    what = ".".join(map(str, event))
     data = payload.get("data")
     if not isinstance(data, dict):
-        raise WebhookRejected(422, "model_version.created without a 'data' object")
+        raise WebhookRejected(422, f"{what} without a 'data' object")
     name, version, run_id = data.get("name"), data.get("version"), data.get("run_id")
+    alias = data.get("alias") if event[0] == "model_version_alias" else None
+    if event[0] == "model_version_alias" and alias not in aliases:
+        return None
     if not name or not version:
-        raise WebhookRejected(422, "model_version.created needs data.name and data.version")
+        raise WebhookRejected(422, f"{what} needs data.name and data.version")
     source = str(data.get("source") or "")
     if not run_id and resolve is not None:
         run_id = resolve(str(name), str(version), source)
@@ -103,14 +115,40 @@ def builds_for(payload: Any, resolve: Callable[[str, str, str], str | None] | No
         check_run_id(str(run_id))
     except ValueError as exc:
         raise WebhookRejected(422, str(exc)) from exc
-    model_source = source if MODEL_SOURCE.fullmatch(source) and ".." not in source else f"models:/{name}/{version}"
     try:
         names = {kind: image_name(kind, name, version) for kind in ("preprocessing", "model")}
     except ValidationError as exc:
         raise WebhookRejected(422, str(exc)) from exc
-    return {
+    wanted: dict[str, Any] = {
         "run_id": str(run_id),
         "image_name": names["preprocessing"],
-        "model_source": model_source,
+        # the registered version (not the logged model it points to): its image is recorded on it
+        "model_source": f"models:/{name}/{version}",
         "model_image_name": names["model"],
     }
+    if alias:
+        wanted["alias"] = alias
+    return wanted
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mlprep.build.api.webhooks run-id NAME VERSION [SOURCE]``: ``run_id=<id>`` for CI outputs.
+
+    The run of a model version, through MLflow (MLFLOW_TRACKING_URI) when its event carried ``run_id: null``.
+    """
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (3, 4) or args[0] != "run-id":
+        print("usage: python -m mlprep.build.api.webhooks run-id MODEL_NAME MODEL_VERSION [SOURCE]", file=sys.stderr)
+        return 2
+    run_id = find_run_id(args[1], args[2], args[3] if len(args) == 4 else "")
+    if not run_id:
+        print(f"MLflow knows no run of model version {args[1]}/{args[2]}: no preprocessing to build", file=sys.stderr)
+        return 1
+    print(f"run_id={check_run_id(run_id)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

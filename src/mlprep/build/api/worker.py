@@ -7,8 +7,11 @@ import threading
 import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
+from mlprep.build import publish
 from mlprep.build.api.store import CANCELLED, FAILED, PENDING, RUNNING, SUCCESS, BuildStore, now
+from mlprep.build.fetch import tracking_uri
 from mlprep.build.images import BuildOptions, build_model_image, build_preprocessing_image, dockerfiles
 from mlprep.errors import MlprepError
 
@@ -34,8 +37,8 @@ class LogSink:
 
 
 class BuildQueue:
-    def __init__(self, store: BuildStore, workers: int) -> None:
-        self.store = store
+    def __init__(self, store: BuildStore, workers: int, registry: str | None = None) -> None:
+        self.store, self.registry = store, registry
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="build")
         self.cancels: dict[str, threading.Event] = {}
         self.futures: dict[str, Future[None]] = {}
@@ -86,30 +89,10 @@ class BuildQueue:
         begin = time.monotonic()
         fields: dict[str, object] = {}
         try:
-            options = BuildOptions(
-                run_id=record["run_id"],
-                image_name=record["image_name"],
-                tag=record["tag"],
-                preprocessing_path=record["preprocessing_path"],
-                python_version=record["python_version"],
-                base_image=record["base_image"],
-                dockerfile=dockerfiles()[record["dockerfile"]] if record["dockerfile"] else None,
-                no_cache=bool(record["no_cache"]),
-            )
-            result = build_preprocessing_image(options, log=sink, cancel=cancel)
-            fields.update(image=result.reference, size_bytes=result.size_bytes)
-            if record["model_source"]:
-                sink(f"building the model image of {record['model_source']}")
-                model = build_model_image(
-                    record["model_source"],
-                    record["model_image_name"],
-                    record["tag"],
-                    record["base_image"],
-                    record["python_version"],
-                    log=sink,
-                    cancel=cancel,
-                )
-                fields["model_image"] = model.reference
+            if record["alias"]:
+                fields.update(self._promote(record, sink, cancel))
+            else:
+                fields.update(self._build(record, sink, cancel, bool(record["push"])))
             fields.update(status=SUCCESS)
         except Exception as exc:
             if cancel.is_set():
@@ -122,3 +105,59 @@ class BuildQueue:
         finally:
             sink.flush()
             self.store.update(build_id, finished_at=now(), seconds=round(time.monotonic() - begin, 3), **fields)
+
+    def _build(self, record: dict[str, Any], log: LogSink, cancel: threading.Event, push: bool) -> dict[str, Any]:
+        """The preprocessing image, then the model image if asked; pushed and recorded with ``push``."""
+        options = BuildOptions(
+            run_id=record["run_id"],
+            image_name=record["image_name"],
+            tag=record["tag"],
+            preprocessing_path=record["preprocessing_path"],
+            python_version=record["python_version"],
+            base_image=record["base_image"],
+            dockerfile=dockerfiles()[record["dockerfile"]] if record["dockerfile"] else None,
+            no_cache=bool(record["no_cache"]),
+            push=push,
+            registry=self.registry,
+        )
+        result = build_preprocessing_image(options, log=log, cancel=cancel)
+        fields: dict[str, Any] = {
+            "image": result.reference,
+            "image_digest": result.digest,
+            "size_bytes": result.size_bytes,
+        }
+        if record["model_source"]:
+            log(f"building the model image of {record['model_source']}")
+            model = build_model_image(
+                record["model_source"],
+                record["model_image_name"],
+                record["tag"],
+                record["base_image"],
+                record["python_version"],
+                log=log,
+                cancel=cancel,
+                push=push,
+                registry=self.registry,
+            )
+            fields.update(model_image=model.reference, model_image_digest=model.digest)
+        return fields
+
+    def _promote(self, record: dict[str, Any], log: LogSink, cancel: threading.Event) -> dict[str, Any]:
+        """Tag the version's pushed images ``:alias`` by digest and push them; build them first if missing."""
+        alias, source = record["alias"], record["model_source"]
+        known = publish.images_of(source, tracking_uri())
+        digests = {kind: known.get(kind, {}).get(publish.DIGEST_TAG) for kind in ("preprocessing", "model")}
+        if all(digests.values()):
+            log(f"promoting {source} to {alias}: its images are pushed, re-tagging them")
+        else:
+            log(f"promoting {source} to {alias}: its images are not pushed yet, building them first")
+            built = self._build({**record, "tag": "latest"}, log, cancel, push=True)
+            digests = {"preprocessing": built["image_digest"], "model": built["model_image_digest"]}
+        image = publish.retag(str(digests["preprocessing"]), alias, log, cancel)
+        model = publish.retag(str(digests["model"]), alias, log, cancel)
+        return {
+            "image": image.reference,
+            "image_digest": image.digest,
+            "model_image": model.reference,
+            "model_image_digest": model.digest,
+        }
