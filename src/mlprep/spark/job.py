@@ -23,7 +23,8 @@ from mlprep.spark.schema import infer_schema
 
 RUN_ID = re.compile(r"[0-9a-fA-F]{32}")
 SAMPLE = 1000  # output records the schema is inferred from
-_SHIPPED: dict[tuple[int, str], str] = {}  # (SparkContext, archive) already added
+_ADDED: set[tuple[int, str]] = set()  # (SparkContext, archive) added to the context
+_SHIPPED: set[tuple[int, Shipped]] = set()  # ... and loaded on an executor
 
 
 class SparkJobError(errors.MlprepError):
@@ -166,16 +167,19 @@ def ship(spark: Any, source: str | Path, skip_cutouts: bool = False, preprocessi
     folder = entry.parent
     archive = _archive(folder)
     context = spark.sparkContext
-    name = archive.stem
-    if (id(context), name) not in _SHIPPED:
-        context.addArchive(str(archive))
-        _SHIPPED[(id(context), name)] = str(archive)
     shipped = Shipped(archive=archive.name, entry=entry.name, skip_cutouts=skip_cutouts)
+    key = (id(context), shipped)
+    if key in _SHIPPED:  # added and loaded on an executor already
+        return shipped
+    if (id(context), archive.name) not in _ADDED:
+        context.addArchive(str(archive))
+        _ADDED.add((id(context), archive.name))
     problem = context.parallelize([0], 1).mapPartitions(lambda _: [probe(shipped)]).collect()[0]
     if problem is not None:
         kind, message = problem
         error = getattr(errors, kind, errors.MlprepError)
         raise error(f"on the Spark executors: {message}")
+    _SHIPPED.add(key)
     return shipped
 
 
