@@ -1,9 +1,10 @@
 """What runs on the Spark executors: load the shipped code once per Python worker, apply it to Arrow
 batches with ``Preprocessor.apply``, and encode every input record's fate as rows of one Arrow batch.
 
-A mapped batch has three columns: ``_out`` (an output record: a JSON string, or a struct of the
-output schema), ``_failure`` (a failed record: source, unit, position, stage, error, raw, raw_base64)
-and ``_n_in`` (one row per input chunk counting its records). The front end splits them with filters.
+A mapped batch has the output columns (``value``, a JSON string, or the fields of the output
+schema, flat: nested output structs cost the JVM more), then ``__mlprep_failure`` (a failed record:
+source, unit, position, stage, error, raw, raw_base64) and ``__mlprep_n_in`` (one row per input chunk
+counting its records). The front end splits them with filters.
 This module imports only the runtime; pyspark and pyarrow are imported by the functions that need them.
 """
 
@@ -24,6 +25,8 @@ from mlprep.runtime.core import Preprocessor, describe_exception, records_of
 from mlprep.runtime.outcomes import Chunk, Failure, Stage
 from mlprep.runtime.serialization import dumps
 
+FAILURE = "__mlprep_failure"
+N_IN = "__mlprep_n_in"
 FAILURE_FIELDS = ("source", "unit", "position", "stage", "error", "raw", "raw_base64")
 # Marks a loading error raised on an executor, so the driver can show it without Spark's wrapping.
 MARK = "mlprep-executor-error"
@@ -75,7 +78,7 @@ def _load_or_raise(shipped: Shipped) -> Preprocessor:
 
 
 class Encoder:
-    """Turns one input record's outputs into ``_out`` values: JSON strings, or dicts an Arrow struct takes."""
+    """Turns one input record's outputs into output values: JSON strings, or dicts an Arrow struct takes."""
 
     def __init__(self, arrow_type: Any | None) -> None:
         self.arrow_type = arrow_type  # None: JSON strings
@@ -112,6 +115,7 @@ def map_records(
     record by record, so that the culprits become ``serialize`` failures and the others go through.
     """
     results, errors = pre.apply(records)
+    json_output = encoder.arrow_type is None
     per_record: list[tuple[int, list[Any]]] = []
     for index, value in enumerate(results):
         if index in errors:
@@ -126,9 +130,9 @@ def map_records(
             message = f"output cannot be serialised to JSON: {exc}"
             failures.append(_failure(places[index], Stage.SERIALIZE, message, raws[index], records[index]))
     try:
-        return mapped_batch(schema, [item for _, items in per_record for item in items], failures, n_in)
+        return mapped_batch(schema, [item for _, items in per_record for item in items], failures, n_in, json_output)
     except (ArithmeticError, TypeError, ValueError):  # pyarrow's ArrowInvalid and ArrowTypeError among them
-        if encoder.arrow_type is None:
+        if json_output:
             raise
     outs: list[Any] = []
     for index, items in per_record:
@@ -143,7 +147,7 @@ def map_records(
                 failures.append(_failure(places[index], Stage.SERIALIZE, message, raws[index], records[index]))
                 continue
         outs.extend(items)
-    return mapped_batch(schema, outs, failures, n_in)
+    return mapped_batch(schema, outs, failures, n_in, json_output)
 
 
 def _failure(place: tuple[str, str, int], stage: Stage, message: str, raw: Any, record: Any) -> dict[str, Any]:
@@ -152,7 +156,7 @@ def _failure(place: tuple[str, str, int], stage: Stage, message: str, raw: Any, 
 
 
 def failure_row(failure: Failure) -> dict[str, Any]:
-    """A failure as a ``_failure`` struct: the raw input as text, or base64 when it is not UTF-8."""
+    """A failure as a failure struct: the raw input as text, or base64 when it is not UTF-8."""
     raw = failure.raw
     text = encoded = None
     if raw is not None:
@@ -178,14 +182,18 @@ def _raw(record: Any) -> bytes | None:
         return None
 
 
-def mapped_batch(schema: Any, outs: list[Any], failures: list[dict[str, Any]], n_in: int) -> Any:
-    """One Arrow batch of ``_out``, ``_failure`` and ``_n_in`` rows."""
+def mapped_batch(schema: Any, outs: list[Any], failures: list[dict[str, Any]], n_in: int, json_output: bool) -> Any:
+    """One Arrow batch of output, failure and count rows."""
     import pyarrow as pa
 
     n_out, n_failed = len(outs), len(failures)
-    columns = [
-        pa.array([*outs, *([None] * (n_failed + 1))], type=schema.field("_out").type),
-        pa.array([*([None] * n_out), *failures, None], type=schema.field("_failure").type),
+    padded = [*outs, *([None] * (n_failed + 1))]
+    if json_output:
+        columns = [pa.array(padded, type=pa.string())]
+    else:
+        columns = pa.array(padded, type=pa.struct(list(schema)[:-2])).flatten()
+    columns += [
+        pa.array([*([None] * n_out), *failures, None], type=schema.field(FAILURE).type),
         pa.array([*([None] * (n_out + n_failed)), n_in], type=pa.int64()),
     ]
     return pa.RecordBatch.from_arrays(columns, schema=schema)

@@ -18,7 +18,7 @@ import orjson
 
 from mlprep import errors
 from mlprep.runtime.loader import ENTRY_FILE, resolve_path
-from mlprep.spark.executor import FAILURE_FIELDS, MARK, Shipped, map_files, map_rows, probe
+from mlprep.spark.executor import FAILURE, FAILURE_FIELDS, MARK, N_IN, Shipped, map_files, map_rows, probe
 from mlprep.spark.schema import infer_schema
 
 RUN_ID = re.compile(r"[0-9a-fA-F]{32}")
@@ -41,18 +41,18 @@ class Mapped:
     def outputs(self) -> Any:
         from pyspark.sql import functions as F
 
-        selected = self.frame.where(F.col("_out").isNotNull())
-        return selected.select(F.col("_out").alias("value")) if self.json_output else selected.select("_out.*")
+        selected = self.frame.where(F.col(FAILURE).isNull() & F.col(N_IN).isNull())
+        return selected.drop(FAILURE, N_IN)
 
     def failures(self) -> Any:
         from pyspark.sql import functions as F
 
-        return self.frame.where(F.col("_failure").isNotNull()).select("_failure.*")
+        return self.frame.where(F.col(FAILURE).isNotNull()).select(f"{FAILURE}.*")
 
     def records_in(self) -> int:
         from pyspark.sql import functions as F
 
-        return int(self.frame.where(F.col("_n_in").isNotNull()).agg(F.sum("_n_in")).first()[0] or 0)
+        return int(self.frame.where(F.col(N_IN).isNotNull()).agg(F.sum(N_IN)).first()[0] or 0)
 
 
 def preprocess(
@@ -115,10 +115,9 @@ def _mapped(frame: Any, function: Any, schema: Any) -> Mapped:
 
 def _infer(spark: Any, frame: Any, json_mapper: Any, sample_size: int) -> Any:
     """The output schema of the first ``sample_size`` outputs, mapped as JSON on the executors."""
-    from pyspark.sql import functions as F
 
-    sampled = frame.mapInArrow(json_mapper(), _spark_schema(None)).where(F.col("_out").isNotNull())
-    values = [orjson.loads(row[0]) for row in sampled.select("_out").limit(sample_size).collect()]
+    sampled = Mapped(frame.mapInArrow(json_mapper(), _spark_schema(None)), json_output=True).outputs()
+    values = [orjson.loads(row[0]) for row in sampled.limit(sample_size).collect()]
     return infer_schema(values)
 
 
@@ -134,19 +133,14 @@ def _struct(spark: Any, schema: Any) -> Any:
 
 
 def _spark_schema(output: Any) -> Any:
-    """``_out`` (a JSON string or the output struct), ``_failure`` and ``_n_in``."""
+    """The output columns (``value``, a JSON string, or the output schema's fields), the failure and the count."""
     from pyspark.sql.types import LongType, StringType, StructField, StructType
 
     failure = StructType(
         [StructField(name, LongType() if name == "position" else StringType()) for name in FAILURE_FIELDS]
     )
-    return StructType(
-        [
-            StructField("_out", StringType() if output is None else output),
-            StructField("_failure", failure),
-            StructField("_n_in", LongType()),
-        ]
-    )
+    columns = [StructField("value", StringType())] if output is None else list(output.fields)
+    return StructType([*columns, StructField(FAILURE, failure), StructField(N_IN, LongType())])
 
 
 def _schema(output: Any) -> Any:
@@ -191,16 +185,18 @@ def _local_code(source: str | Path, preprocessing_path: str) -> Path:
         run_id, _, inner = run_id.partition("/")
         from mlprep.build.fetch import fetch  # the build side, only for run ids
 
-        result = fetch(run_id, _scratch() / run_id, inner or preprocessing_path)
+        result = fetch(run_id, Path(tempfile.mkdtemp(dir=_scratch())) / run_id, inner or preprocessing_path)
         return result.folder
     return Path(source)
 
 
 def _archive(folder: Path) -> Path:
-    """The folder's Python files and sub-packages as a zip named by its content (a new version, a new name)."""
-    files = sorted(
-        p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith(".")
-    )
+    """What the loader can import from the folder (its ``.py`` files, its packages: sub-folders with
+    ``__init__.py``) and ``requirements.txt``/``run_info.json``, zipped and named by their content."""
+    files = [p for p in folder.iterdir() if p.is_file() and (p.suffix == ".py" or p.name in _KEPT)]
+    for package in (p.parent for p in folder.glob("*/__init__.py")):
+        files += [p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    files.sort()
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
@@ -212,6 +208,7 @@ def _archive(folder: Path) -> Path:
     return target
 
 
+_KEPT = frozenset({"requirements.txt", "run_info.json"})
 _SCRATCH: list[Path] = []
 
 
