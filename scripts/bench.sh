@@ -10,6 +10,14 @@ if ! command -v wrk >/dev/null; then
     exit 1
   fi
 fi
+if ! command -v java >/dev/null; then  # benchmarks/bench_spark.py runs Spark in local mode
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+  else
+    echo "bench: java is missing; install it with: sudo apt-get install openjdk-17-jre-headless" >&2
+    exit 1
+  fi
+fi
 bash scripts/venv.sh bench .venv-bench  # the dev extra and the bench one (locks/bench.txt)
 export PATH="$PWD/.venv-bench/bin:$PATH"
 status=0

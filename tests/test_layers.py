@@ -18,7 +18,8 @@ ALLOWED = {
     "rest": {"runtime"},
     "kafka": {"runtime", "rest", "services"},  # the stream processor serves the REST API beside it
     "build": {"runtime"},  # the loader's file name; never a front end
-    "cli": {"runtime", "batch", "rest", "kafka", "build"},
+    "spark": {"runtime", "build"},  # a run id is fetched from MLflow on the driver (build.fetch)
+    "cli": {"runtime", "batch", "rest", "kafka", "build", "spark"},
     "__main__": {"cli"},
 }
 

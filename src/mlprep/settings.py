@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0, description="Longest a request may wait for pre_processing")
     api_threads: int = Field(40, ge=1, description="Threads running pre_processing in one API process")
 
+    # Spark (`mlprep run --engine spark`): the master when not given by --master or spark-submit.
+    spark_master: str | None = Field(None, description="Spark master URL of mlprep run --engine spark")
+
     # Image builds: the default --base-image (e.g. a local `mlprep base-image` for air-gapped hosts).
     mlprep_base_image: str | None = None
     # Publishing: images are named REGISTRY/name:tag and pushed with the Docker CLI's own credentials.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import signal
 import sys
 from pathlib import Path
@@ -15,9 +16,13 @@ EPILOG_RUN = """examples:
   mlprep run input.jsonl input.json alerts.avro -o out.jsonl
   mlprep run --avro-schema alert.avsc --skip-cutouts stream.bin
   mlprep run big.jsonl --workers 2 --on-error skip --dead-letter bad.jsonl
+  mlprep run --engine spark --master 'local[2]' part-*.jsonl -o out/ --output-format parquet
 
 -o FILE appears when the run ends (written to a temporary file beside it, then renamed): a run
 killed or interrupted never leaves a half-written FILE. FILE must not be one of the inputs.
+
+--engine spark reads files with Spark (one task per file), writes part files to the -o folder and
+every bad record to OUT_DIR/_failures (it always goes on past bad records).
 
 exit status: 0 when every record went through, 1 when some failed or the run stopped early (a worker
 process died), 2 on a usage or loading error, 130 on Ctrl-C, 143 on SIGTERM.
@@ -84,6 +89,24 @@ def register(commands: argparse._SubParsersAction, settings: Settings) -> None:
         default=None,
         help="progress bar on stderr (default: when reading files and stderr is a terminal)",
     )
+    run.add_argument(
+        "--engine",
+        choices=("batch", "spark"),
+        default="batch",
+        help="batch: this process (default); spark: an Apache Spark job, -o is then an output folder",
+    )
+    run.add_argument(
+        "--master",
+        default=settings.spark_master,
+        metavar="URL",
+        help="Spark master of --engine spark (env SPARK_MASTER; default spark-submit's, else local[*])",
+    )
+    run.add_argument(
+        "--output-format",
+        choices=("jsonl", "parquet"),
+        default="jsonl",
+        help="format of the part files of --engine spark (default jsonl)",
+    )
     run.set_defaults(handler=_run)
 
 
@@ -96,6 +119,8 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.engine == "spark":
+        return _run_spark(args, settings)
     from mlprep.batch.run import BatchOptions, OutputFile, refuse_overlaps, run_batch
     from mlprep.runtime.core import Preprocessor
 
@@ -141,3 +166,32 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"mlprep: error: {summary.error}", file=sys.stderr)
     print(f"mlprep: {summary.line()}{where}", file=sys.stderr)
     return 1 if summary.n_failed or summary.error is not None else 0
+
+
+def _run_spark(args: argparse.Namespace, settings: Settings) -> int:
+    from mlprep.errors import OutputError
+
+    if args.output is None:
+        raise OutputError("--engine spark writes part files: give the output folder with -o OUT_DIR")
+    refused = [
+        name for name, given in (("--avro-schema", args.avro_schema), ("--dead-letter", args.dead_letter)) if given
+    ]
+    if args.workers != 1:
+        refused.append("--workers (Spark's executors and cores set the parallelism)")
+    if refused:
+        raise OutputError(f"--engine spark does not take {', '.join(refused)}; failures go to OUT_DIR/_failures")
+    if importlib.util.find_spec("pyspark") is None or importlib.util.find_spec("pyarrow") is None:
+        raise OutputError("--engine spark needs the spark extra: pip install 'mlflow-preprocessing-runner[spark]'")
+    from mlprep.spark.files import SparkRunOptions, run_files
+
+    options = SparkRunOptions(
+        out_dir=str(args.output),
+        output_format=args.output_format,
+        input_format=args.input_format,
+        skip_cutouts=args.skip_cutouts,
+        master=args.master,
+        max_record_bytes=settings.max_record_bytes,
+    )
+    summary = run_files(args.files, args.preprocessing, options, sys.stderr)
+    print(f"mlprep: {summary.line()}", file=sys.stderr)
+    return 1 if summary.n_failed else 0
