@@ -528,26 +528,27 @@ def test_confluent_wire_format_with_a_schema_registry():
         server.shutdown()
 
 
-def test_stdout_to_kafka_mode(kafka_broker, make_preprocessing):
-    folder = make_preprocessing("def pre_processing(d):\n    return {**d, 'done': True}\n")
+def run_to_kafka(kafka_broker, folder, model: str, stdin: bytes) -> tuple[subprocess.CompletedProcess[bytes], str]:
+    """``mlprep run`` with KAFKA_ENABLED and no INPUT_TOPIC (stdout to Kafka); the result and the topic."""
+    suffix = uuid.uuid4().hex[:6]
     env = {
         **os.environ,
         "KAFKA_ENABLED": "true",
         "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
-        "MODEL_NAME": "stdout-model",
+        "MODEL_NAME": model,
         "MODEL_VERSION": "v9",
-        "KAFKA_TOPIC_SUFFIX": uuid.uuid4().hex[:6],
+        "KAFKA_TOPIC_SUFFIX": suffix,
     }
     result = subprocess.run(
-        [*MLPREP, "run", "-p", str(folder)],
-        input=b'{"test": "data"}\n{"n": 2}\n',
-        capture_output=True,
-        env=env,
-        timeout=60,
-        check=False,
+        [*MLPREP, "run", "-p", str(folder)], input=stdin, capture_output=True, env=env, timeout=60, check=False
     )
+    return result, f"{model}-v9-{suffix}"
+
+
+def test_stdout_to_kafka_mode(kafka_broker, make_preprocessing):
+    folder = make_preprocessing("def pre_processing(d):\n    return {**d, 'done': True}\n")
+    result, name = run_to_kafka(kafka_broker, folder, "stdout-model", b'{"test": "data"}\n{"n": 2}\n')
     assert result.returncode == 0, result.stderr
-    name = f"stdout-model-v9-{env['KAFKA_TOPIC_SUFFIX']}"
     assert f"(to Kafka topic {name})" in result.stderr.decode()
     assert result.stdout == b""
     assert sorted(json.loads(v)["done"] for _, v in read(kafka_broker, name, 2)) == [True, True]
@@ -556,25 +557,10 @@ def test_stdout_to_kafka_mode(kafka_broker, make_preprocessing):
 def test_stdout_to_kafka_mode_says_which_record_kafka_refuses(kafka_broker, make_preprocessing):
     """An output record larger than message.max.bytes: a clear error, the summary and status 1, no traceback."""
     folder = make_preprocessing("def pre_processing(d):\n    return {'blob': 'x' * d['size']}\n")
-    env = {
-        **os.environ,
-        "KAFKA_ENABLED": "true",
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
-        "MODEL_NAME": "big-model",
-        "MODEL_VERSION": "v1",
-        "KAFKA_TOPIC_SUFFIX": uuid.uuid4().hex[:6],
-    }
-    result = subprocess.run(
-        [*MLPREP, "run", "-p", str(folder)],
-        input=b'{"size": 10}\n{"size": 2000000}\n',
-        capture_output=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    result, name = run_to_kafka(kafka_broker, folder, "big-model", b'{"size": 10}\n{"size": 2000000}\n')
     assert result.returncode == 1, result.stderr
     stderr = result.stderr.decode()
-    assert "output record 2 (2000011 bytes) cannot be sent to Kafka topic big-model-v1-" in stderr
+    assert f"output record 2 (2000011 bytes) cannot be sent to Kafka topic {name}" in stderr
     assert stderr.splitlines()[-1].startswith("mlprep: ") and " in, " in stderr.splitlines()[-1]
     assert "message.max.bytes" in stderr and "Traceback" not in stderr
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from mlprep.runtime.codecs.lines import decode_lines
 from mlprep.runtime.core import Preprocessor, describe_exception, records_of
 from mlprep.runtime.outcomes import Chunk, Failure, Stage
 from mlprep.runtime.serialization import dumps
@@ -32,7 +33,7 @@ def process_chunk(pre: Preprocessor, chunk: Chunk, fail_fast: bool = False) -> C
         try:
             records = [orjson.loads(line) for line in chunk.lines]
         except orjson.JSONDecodeError:
-            records, positions = _decode_lines(chunk, failures, fail_fast)
+            records, positions = decode_lines(chunk, failures, fail_fast)
     else:
         records = chunk.records or []
     n_in = len(records) + len(failures)
@@ -72,37 +73,6 @@ def process_chunk(pre: Preprocessor, chunk: Chunk, fail_fast: bool = False) -> C
         n_in = 1 + sum(1 for p in (positions or range(chunk.first, chunk.first + len(records))) if p < stop)
     output = b"\n".join(parts) + b"\n" if parts else b""
     return ChunkResult(output, n_in, len(parts), failures)
-
-
-def _decode_lines(chunk: Chunk, failures: list[Failure], fail_fast: bool) -> tuple[list[Any], list[int]]:
-    """The slow path, taken only for chunks with blank or invalid lines."""
-    records: list[Any] = []
-    positions: list[int] = []
-    assert chunk.lines is not None
-    for offset, line in enumerate(chunk.lines):
-        position = chunk.first + offset
-        try:
-            records.append(orjson.loads(line))
-        except orjson.JSONDecodeError as exc:
-            if not line.strip():
-                continue
-            failures.append(
-                Failure(chunk.source, chunk.unit, position, Stage.DECODE, _invalid(chunk, offset, exc), line)
-            )
-            if fail_fast:
-                break
-            continue
-        positions.append(position)
-    return records, positions
-
-
-def _invalid(chunk: Chunk, offset: int, exc: orjson.JSONDecodeError) -> str:
-    """Where the JSON went wrong: in the line, or in the input when the codec gave each record's place."""
-    if chunk.places is None:
-        return f"invalid JSON at column {exc.colno}: {exc.msg}"
-    line, column = chunk.places[offset]
-    column = exc.colno if exc.lineno > 1 else column + exc.colno - 1
-    return f"invalid JSON at line {line + exc.lineno - 1} column {column}: {exc.msg}"
 
 
 def _serialise_many(value: Any) -> list[bytes]:

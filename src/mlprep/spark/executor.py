@@ -21,6 +21,7 @@ import orjson
 
 from mlprep.errors import MlprepError
 from mlprep.runtime.codecs import detect_codec
+from mlprep.runtime.codecs.lines import decode_lines
 from mlprep.runtime.core import Preprocessor, describe_exception, records_of
 from mlprep.runtime.outcomes import Chunk, Failure, Stage
 from mlprep.runtime.serialization import dumps
@@ -249,7 +250,11 @@ def _chunks(name: str, content: bytes, input_format: str, max_record_bytes: int)
 def _map_chunk(pre: Preprocessor, encoder: Encoder, schema: Any, chunk: Chunk) -> Any:
     failures = [failure_row(f) for f in chunk.failures or []]
     if chunk.lines is not None:
-        records, places, raws = _decode_lines(chunk, failures)
+        decode_failures: list[Failure] = []
+        records, positions = decode_lines(chunk, decode_failures)
+        failures.extend(failure_row(failure) for failure in decode_failures)
+        places = [(chunk.source, chunk.unit, position) for position in positions]
+        raws = [chunk.lines[position - chunk.first] for position in positions]
     else:
         records = chunk.records or []
         places = [(chunk.source, chunk.unit, chunk.first + i) for i in range(len(records))]
@@ -259,30 +264,3 @@ def _map_chunk(pre: Preprocessor, encoder: Encoder, schema: Any, chunk: Chunk) -
         failures.append(failure_row(chunk.fatal))
         n_in += 1
     return map_records(pre, encoder, schema, records, places, raws, failures, n_in)
-
-
-def _decode_lines(chunk: Chunk, failures: list[dict[str, Any]]) -> tuple[list[Any], list[Any], list[Any]]:
-    """JSON lines to records; blank lines are skipped, invalid ones are ``decode`` failures (as in batch mode)."""
-    assert chunk.lines is not None
-    records: list[Any] = []
-    places: list[tuple[str, str, int]] = []
-    raws: list[Any] = []
-    for offset, line in enumerate(chunk.lines):
-        position = chunk.first + offset
-        try:
-            records.append(orjson.loads(line))
-        except orjson.JSONDecodeError as exc:
-            if not line.strip():
-                continue
-            if chunk.places is None:
-                where = f"column {exc.colno}"
-            else:
-                at_line, column = chunk.places[offset]
-                column = exc.colno if exc.lineno > 1 else column + exc.colno - 1
-                where = f"line {at_line + exc.lineno - 1} column {column}"
-            message = f"invalid JSON at {where}: {exc.msg}"
-            failures.append(failure_row(Failure(chunk.source, chunk.unit, position, Stage.DECODE, message, line)))
-            continue
-        places.append((chunk.source, chunk.unit, position))
-        raws.append(line)
-    return records, places, raws
