@@ -646,7 +646,7 @@ def test_bridge_to_a_real_model_server_that_goes_down_and_comes_back(
         by_key = {key: json.loads(value) for key, value in first}
         probes = f"http://127.0.0.1:{health_port}"
         assert httpx.get(f"{probes}/ready").status_code == 200  # partitions assigned: Kubernetes' readiness
-        assert httpx.get(f"{probes}/health").json()["state"] == "running"
+        assert httpx.get(f"{probes}/health").json()["bridge"]["state"] == "running"
         assert by_key[b"c0"] == {"customer_id": "c0", "prediction": 1}
         assert by_key[b"c1"] == {"customer_id": "c1", "prediction": 0}
         os.killpg(model.pid, signal.SIGTERM)  # the model server goes down...
