@@ -154,7 +154,7 @@ def test_deployment_schedule_runs_by_itself_on_the_worker(workshop_env, prefect_
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", "workshop-pool", "--type", "process"], log, env
     )
     try:
-        await_scheduled_run(api, worker, log, set(), timeout=150)
+        await_scheduled_run(api, worker, log, set(), timeout=300)
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=30)
@@ -166,10 +166,12 @@ def test_deploy_serve_runs_the_schedule_from_the_terminal(workshop_env, prefect_
     already = completed_scheduled_ids(prefect_server.api)  # those of a worker, in an earlier test, do not count
     log = tmp_path / "serve.log"
     served = start_background(
-        [sys.executable, str(REFERENCE), "deploy", "--serve", "--interval", "5"], log, {**os.environ, **workshop_env}
+        [sys.executable, str(REFERENCE), "deploy", "--serve", "--interval", "20"], log, {**os.environ, **workshop_env}
     )
     try:
-        await_scheduled_run(prefect_server.api, served, log, already, timeout=120)
+        # Registration, the first tick, then a whole training run (runs 5 s apart overlapped and slowed
+        # each other down).
+        await_scheduled_run(prefect_server.api, served, log, already, timeout=300)
     finally:
         os.killpg(served.pid, signal.SIGINT)  # Ctrl+C, as the student stops it
         served.wait(timeout=60)
