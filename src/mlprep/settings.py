@@ -110,6 +110,13 @@ class Settings(BaseSettings):
     kafka_consumer_config: dict[str, Any] = Field(default_factory=dict)
     kafka_producer_config: dict[str, Any] = Field(default_factory=dict)
     batch_size: int = Field(500, ge=1)
+    # Delivery: at-least-once commits the consumed offsets after the outputs are acknowledged (a crash
+    # re-emits the batch); exactly-once writes outputs and offsets in one Kafka transaction.
+    processing_guarantee: Literal["at-least-once", "exactly-once"] = "at-least-once"
+    # The transactional.id of an exactly-once process (default <group>-<hostname>, "-<n>" per worker):
+    # stable across restarts, so that a restarted process fences its predecessor's open transaction.
+    transactional_id: str | None = Field(None, pattern=r"[A-Za-z0-9._-]{1,200}")
+    workers: int = Field(1, ge=1, le=64, description="Consumer processes of mlprep kafka / mlprep bridge")
     batch_timeout_ms: int = Field(500, ge=1)
     # Backpressure: a model server or broker that is down pauses the partitions and retries the batch with
     # capped exponential backoff (from BRIDGE_RETRY_DELAY_MS up to RETRY_MAX_DELAY_MS); after

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from typing import Any
 
 from mlprep.redaction import MASK, redact
@@ -37,8 +38,9 @@ HEARTBEAT_INTERVAL_MS = 2000
 
 
 def consumer(settings: Settings, group_id: str) -> dict[str, Any]:
-    """Manual commits only (after the produced records are acknowledged): at-least-once. The group
-    timings start fast on any broker; KAFKA_CONSUMER_CONFIG overrides them."""
+    """Manual commits only (after the produced records are acknowledged, or inside the transaction).
+    Only committed transactions of the input are read. The group timings start fast on any broker;
+    KAFKA_CONSUMER_CONFIG overrides them."""
     return {
         **common(settings),
         "group.id": group_id,
@@ -47,19 +49,45 @@ def consumer(settings: Settings, group_id: str) -> dict[str, Any]:
         "auto.offset.reset": settings.auto_offset_reset,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
         **settings.kafka_consumer_config,
     }
 
 
-def producer(settings: Settings) -> dict[str, Any]:
-    return {
+# An exactly-once transaction left open by a process that died blocks read_committed consumers of its
+# partitions until the broker aborts it: a restart with the same transactional.id aborts it at once, a
+# process that never comes back holds them this long (librdkafka's default is 60 s).
+TRANSACTION_TIMEOUT_MS = 30_000
+
+
+def producer(settings: Settings, transactional_id: str | None = None) -> dict[str, Any]:
+    """At-least-once: acks from every in-sync replica, no idempotence (a retry may duplicate, as a
+    re-read batch does). Exactly-once: a transactional (hence idempotent) producer."""
+    config: dict[str, Any] = {
         **common(settings),
         "linger.ms": 5,
         "compression.type": "lz4",
         "enable.idempotence": False,
         "acks": "all",
-        **settings.kafka_producer_config,
     }
+    if transactional_id:
+        config.update(
+            {
+                "transactional.id": transactional_id,
+                "enable.idempotence": True,
+                "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
+            }
+        )
+    return {**config, **settings.kafka_producer_config}
+
+
+def transactional_id(settings: Settings, group_id: str, worker: int | None) -> str | None:
+    """The transactional.id of an exactly-once process (None at least once): TRANSACTIONAL_ID, else
+    ``<group>-<hostname>``; worker ``n`` of ``--workers`` adds ``-<n>``. The same after a restart."""
+    if settings.processing_guarantee != "exactly-once":
+        return None
+    base = settings.transactional_id or f"{group_id}-{socket.gethostname()}"
+    return base if worker is None else f"{base}-{worker}"
 
 
 def safe(config: dict[str, Any]) -> dict[str, Any]:

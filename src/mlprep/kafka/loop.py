@@ -15,6 +15,11 @@ polling (so it stays in its consumer group however long the outage), retries the
 exponential backoff, and resumes where it stopped. Only past ``retry_timeout`` (none by default) is a
 batch given up: dead-lettered if the handler could not handle it, the process stopped (uncommitted) if
 Kafka could not take it.
+
+Exactly-once (a producer with a ``transactional.id``): a batch's outputs, its dead letters and its
+consumed offsets go in one transaction. A failed transaction is aborted and the batch sent again in a
+new one; a rebalance that took the batch's partitions away aborts it and leaves the batch to their new
+owner. A restarted process with the same transactional.id fences the one it replaces.
 """
 
 from __future__ import annotations
@@ -116,14 +121,19 @@ def stream_topics(settings: Settings, what: str) -> tuple[str, str, str]:
 
 
 def stream_loop(
-    name: str, settings: Settings, handler: Handler, default_group: str, run_id: str | None = None
+    name: str,
+    settings: Settings,
+    handler: Handler,
+    default_group: str,
+    run_id: str | None = None,
+    worker: int | None = None,
 ) -> BatchLoop:
     """The loop of a front end from INPUT_TOPIC, in CONSUMER_GROUP_ID (else ``default_group``); its dead
-    letters name ``run_id`` (else MLFLOW_RUN_ID) in ``mlprep-run-id`` unless their message already does."""
-    consumer, producer = (
-        config.consumer(settings, settings.consumer_group_id or default_group),
-        config.producer(settings),
-    )
+    letters name ``run_id`` (else MLFLOW_RUN_ID) in ``mlprep-run-id`` unless their message already does.
+    ``worker``: its number among ``--workers`` processes (it names its transactional.id)."""
+    group = settings.consumer_group_id or default_group
+    consumer = config.consumer(settings, group)
+    producer = config.producer(settings, config.transactional_id(settings, group, worker))
     log.info("%s: consumer %s; producer %s", name, config.safe(consumer), config.safe(producer))
     return BatchLoop(
         name,
@@ -170,6 +180,7 @@ class BatchLoop:
         self.consumer_config, self.producer_config = consumer_config, producer_config
         self.batch_size, self.timeout = batch_size, batch_timeout_ms / 1000
         self.max_bytes = int(producer_config.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
+        self.transactional = bool(producer_config.get("transactional.id"))
         self._stop = threading.Event()
         self.state: dict[str, Any] = {
             "state": "starting",
@@ -182,6 +193,8 @@ class BatchLoop:
             "produced": 0,  # output records
             "truncated": 0,  # dead letters whose value was cut to fit message.max.bytes
             "committed_batches": 0,
+            "guarantee": "exactly-once" if producer_config.get("transactional.id") else "at-least-once",
+            "aborted_transactions": 0,
             "lag": None,
             "lag_by_partition": {},
             "dead_by_stage": {},
@@ -211,6 +224,8 @@ class BatchLoop:
         try:
             consumer = Consumer(self.consumer_config)
             producer = Producer(self.producer_config)
+            if self.transactional:  # fences a predecessor with the same transactional.id, aborts its transaction
+                producer.init_transactions(TRANSACTION_CALL_TIMEOUT_S)
         except BaseException as exc:
             self._fail(exc)
             raise
@@ -265,13 +280,18 @@ class BatchLoop:
             lambda exc: [self._fit(self._stamp(dead_letter(self.dead_topic, m, exc.stage, exc.error))) for m in batch],
         )
         handled = time.perf_counter()
-        delivery = _Delivery(list(outgoing))
-        self._patiently(consumer, lambda: self._produce(producer, delivery), None)
-        produced = time.perf_counter()
         seconds["handle"] += handled - begin
-        seconds["produce"] += produced - handled
-        self._commit(consumer, batch)
-        seconds["commit"] += time.perf_counter() - produced
+        if self.transactional:
+            if not self._patiently(consumer, lambda: self._transact(producer, consumer, batch, outgoing), None):
+                return  # the batch's partitions went to another consumer: it handles them again
+            seconds["produce"] += time.perf_counter() - handled
+        else:
+            delivery = _Delivery(list(outgoing))
+            self._patiently(consumer, lambda: self._produce(producer, delivery), None)
+            produced = time.perf_counter()
+            seconds["produce"] += produced - handled
+            self._commit(consumer, batch)
+            seconds["commit"] += time.perf_counter() - produced
         self._account(batch, outgoing)
         self.metrics.batch_size.observe(len(batch))
         self.metrics.batch_seconds.observe(time.perf_counter() - begin)
@@ -397,13 +417,52 @@ class BatchLoop:
         )
         return replace(item, value=item.value[:keep], headers=headers)
 
-    def _commit(self, consumer: Consumer, batch: list[Message]) -> None:
-        offsets: dict[tuple[str, int], int] = {}
+    def _transact(self, producer: Producer, consumer: Consumer, batch: list[Message], outgoing: list[Outgoing]) -> bool:
+        """The batch's outputs and offsets in one transaction: True once committed; False when a
+        rebalance took its partitions (aborted, rewound, left to their new owner). Any other failure
+        aborts it and raises ``Backpressure`` (it is sent again); a fatal one (fenced) stops the loop."""
+        producer.begin_transaction()
+        try:
+            for item in outgoing:
+                self._send(producer, item, _ignore_failure)  # a failed delivery fails the commit below
+            producer.flush(TRANSACTION_CALL_TIMEOUT_S)  # outputs on the broker before the offsets go in
+            producer.send_offsets_to_transaction(
+                _next_offsets(batch), consumer.consumer_group_metadata(), TRANSACTION_CALL_TIMEOUT_S
+            )
+            producer.commit_transaction(TRANSACTION_CALL_TIMEOUT_S)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if error is None or error.fatal():
+                raise
+            with contextlib.suppress(KafkaException):
+                producer.abort_transaction(TRANSACTION_CALL_TIMEOUT_S)
+            self.state["aborted_transactions"] += 1
+            if error.code() in _REBALANCE_CODES:
+                log.warning("%s: transaction aborted by a rebalance (%s); the batch is read again", self.name, error)
+                self._rewind(consumer, batch)
+                return False
+            raise Backpressure("Kafka", Stage.PRODUCE, f"transaction aborted: {error}") from exc
+        self.state["committed_batches"] += 1
+        return True
+
+    def _rewind(self, consumer: Consumer, batch: list[Message]) -> None:
+        """Reads the batch again from its first offsets on the partitions still assigned (the others'
+        new owner starts from the committed offsets); what was held for those partitions is re-read too."""
+        assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        first: dict[tuple[str, int], int] = {}
         for message in batch:
             key = (message.topic(), message.partition())
-            offsets[key] = max(offsets.get(key, -1), message.offset())
+            first[key] = min(first.get(key, message.offset()), message.offset())
+        rewound = set(first)
+        self._held = [m for m in self._held if (m.topic(), m.partition()) not in rewound]
+        for (topic, partition), offset in first.items():
+            if (topic, partition) in assigned:
+                with contextlib.suppress(KafkaException):
+                    consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _commit(self, consumer: Consumer, batch: list[Message]) -> None:
         try:
-            consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()], asynchronous=False)
+            consumer.commit(offsets=_next_offsets(batch), asynchronous=False)
         except KafkaException as exc:
             error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
             if error is None or not (error.retriable() or error.code() in _REBALANCE_CODES):
@@ -488,12 +547,30 @@ class BatchLoop:
             log.debug("lag unknown: %s", exc)
 
 
+# How long one transactional call (init, send offsets, commit, abort) may take before it is retried.
+TRANSACTION_CALL_TIMEOUT_S = 30
+
+
+def _ignore_failure(_failure: tuple[Outgoing, KafkaError]) -> None:
+    """A failed delivery inside a transaction: commit_transaction then fails, and the batch is sent again."""
+
+
+def _next_offsets(batch: list[Message]) -> list[TopicPartition]:
+    """The offsets to commit after ``batch``: one past its last message on each partition."""
+    offsets: dict[tuple[str, int], int] = {}
+    for message in batch:
+        key = (message.topic(), message.partition())
+        offsets[key] = max(offsets.get(key, -1), message.offset())
+    return [TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()]
+
+
 _REBALANCE_CODES = {
     KafkaError.REBALANCE_IN_PROGRESS,
     KafkaError.ILLEGAL_GENERATION,
     KafkaError.UNKNOWN_MEMBER_ID,
     KafkaError._ASSIGNMENT_LOST,
     KafkaError._NO_OFFSET,
+    KafkaError.FENCED_INSTANCE_ID,
 }
 
 
