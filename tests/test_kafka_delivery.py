@@ -138,3 +138,44 @@ def test_three_kill_9_and_restarts_lose_no_key(kafka_broker, tmp_path, guarantee
     counts, health = run_with_kills(kafka_broker, tmp_path, guarantee)
     assert len(counts) == RECORDS  # nothing missing
     assert health["guarantee"] == guarantee
+
+
+def test_two_workers_share_the_partitions_of_one_group_and_report_together(kafka_broker, tmp_path):
+    source = kafka_broker.create_topic(topic("workers-in"), 4)
+    target = kafka_broker.create_topic(topic("workers-out"), PARTITIONS)
+    folder = write_files(
+        tmp_path / "pp",
+        {"preprocessing.py": "import os\n\ndef pre_processing(d):\n    return {**d, 'pid': os.getpid()}\n"},
+    )
+    env = {"INPUT_TOPIC": source, "OUTPUT_TOPIC": target, "CONSUMER_GROUP_ID": source, "WORKERS": "2"}
+    processor = start_processor(kafka_broker, tmp_path, folder, **env)
+    try:
+        health = processor.client.get("/health").json()["kafka"]
+        assert [w["state"] for w in health["workers"]] == ["running", "running"]
+        assert sorted(health["partitions"]) == [0, 1, 2, 3]  # ready: every partition is someone's
+        assert not set(health["workers"][0]["partitions"]) & set(health["workers"][1]["partitions"])
+        produce_keyed(kafka_broker, source, 2000)
+        visible = Tail(kafka_broker, target, "read_committed")
+        deadline = time.monotonic() + 60
+        while len(visible.drain()) < 2000 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        keys = visible.drain()
+        visible.close()
+        assert sorted(keys) == sorted(f"k{i}".encode() for i in range(2000))  # every key once
+        deadline = time.monotonic() + 10
+        while processor.client.get("/health").json()["kafka"]["consumed"] < 2000 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        health = processor.client.get("/health").json()["kafka"]
+        assert health["consumed"] == health["produced"] == 2000
+        assert all(w["consumed"] > 0 for w in health["workers"])  # both did some of the work
+        metrics = processor.client.get("/metrics").text
+        per_worker = [
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("mlprep_kafka_records_consumed_total{")
+        ]
+        assert len(per_worker) == 2 and sum(per_worker) == 2000
+    finally:
+        processor.stop()
+    assert processor.process.returncode == 0  # SIGTERM drained both workers

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mlprep.cli.options import log_to_stderr, preprocessing_option
+from mlprep.cli.options import log_to_stderr, positive, preprocessing_option
 from mlprep.settings import Settings
 
 
@@ -21,6 +21,7 @@ def register(commands: argparse._SubParsersAction, settings: Settings) -> None:
     preprocessing_option(kafka, settings)
     kafka.add_argument("--host", default=settings.api_host, help="REST API host (env API_HOST)")
     kafka.add_argument("--port", type=int, default=settings.api_port, help="REST API port (env API_PORT)")
+    workers_option(kafka, settings)
     kafka.set_defaults(handler=_kafka)
 
     bridge = commands.add_parser(
@@ -31,6 +32,7 @@ def register(commands: argparse._SubParsersAction, settings: Settings) -> None:
         "BATCH_TIMEOUT_MS, BRIDGE_PAYLOAD_FORMAT, PASSTHROUGH_FIELDS, BRIDGE_MAX_RETRIES, BRIDGE_RETRY_DELAY_MS, "
         "RETRY_MAX_DELAY_MS, RETRY_TIMEOUT_S; /health, /ready and /metrics on API_HOST:BRIDGE_PORT (8081).",
     )
+    workers_option(bridge, settings)
     bridge.set_defaults(handler=_bridge)
 
     broker = commands.add_parser("kafka-broker", help="the embedded Kafka broker (tansu, memory storage)")
@@ -45,20 +47,31 @@ def register(commands: argparse._SubParsersAction, settings: Settings) -> None:
     dump.set_defaults(handler=_topic_dump)
 
 
+def workers_option(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    parser.add_argument(
+        "--workers",
+        type=positive,
+        default=settings.workers,
+        metavar="N",
+        help="consumer processes in the consumer group, one core each (env WORKERS, default 1); keep the input's"
+        " partitions >= all consumers of the group",
+    )
+
+
 def _kafka(args: argparse.Namespace, settings: Settings) -> int:
     from mlprep.kafka.processor import serve_with_processor
     from mlprep.runtime.core import Preprocessor
 
     log_to_stderr()
     pre = Preprocessor.load(args.preprocessing, skip_cutouts=settings.skip_cutouts)
-    return serve_with_processor(settings, pre, args.host, args.port)
+    return serve_with_processor(settings, pre, args.host, args.port, args.workers, args.preprocessing)
 
 
 def _bridge(args: argparse.Namespace, settings: Settings) -> int:
     from mlprep.kafka.bridge import run_bridge
 
     log_to_stderr()
-    return run_bridge(settings)
+    return run_bridge(settings, args.workers)
 
 
 def _kafka_broker(args: argparse.Namespace, settings: Settings) -> int:

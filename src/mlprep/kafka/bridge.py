@@ -24,6 +24,7 @@ from mlprep.kafka.loop import Backpressure, BatchLoop, Outgoing, dead_letter, st
 from mlprep.kafka.metrics import SECONDS
 from mlprep.kafka.records import decode_batch
 from mlprep.kafka.serving import health_app, serve_beside
+from mlprep.kafka.workers import WorkerPool
 from mlprep.redaction import redact, redact_logs
 from mlprep.runtime.outcomes import Stage
 from mlprep.runtime.serialization import dumps
@@ -186,19 +187,19 @@ def _predictions(payload: Any) -> list[Any]:
     return predictions
 
 
-def build_bridge(settings: Settings) -> BatchLoop:
+def build_bridge(settings: Settings, worker: int | None = None) -> BatchLoop:
     _, _, dead = stream_topics(settings, "the bridge")
     encoder = MessageEncoder(settings.output_format, settings.output_avro_schema_path, settings.output_avro_framing)
     handler = BridgeHandler(settings, MessageDecoder.from_settings(settings), encoder, dead)
-    return stream_loop("bridge", settings, handler, "mlprep-bridge")
+    return stream_loop("bridge", settings, handler, "mlprep-bridge", worker=worker)
 
 
-def run_bridge(settings: Settings) -> int:
+def run_bridge(settings: Settings, workers: int = 1) -> int:
     """Run until SIGTERM or SIGINT, then drain (flush, commit) and exit 0; 1 after an error the loop cannot
     handle (logged by the loop), so that a supervisor restarts the bridge. ``/health``, ``/ready`` and
-    ``/metrics`` answer on API_HOST:BRIDGE_PORT."""
+    ``/metrics`` answer on API_HOST:BRIDGE_PORT. ``workers`` > 1: that many consumer processes."""
     redact_logs()
-    loop = build_bridge(settings)
+    loop = WorkerPool("bridge", settings, workers) if workers > 1 else build_bridge(settings)
     log.warning(
         "bridge: %s -> %s -> %s",
         settings.input_topic,

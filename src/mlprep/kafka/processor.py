@@ -11,6 +11,7 @@ from mlprep.kafka.framing import MessageDecoder, MessageEncoder
 from mlprep.kafka.loop import BatchLoop, Headers, Outgoing, dead_letter, stream_loop, stream_topics
 from mlprep.kafka.records import decode_batch
 from mlprep.kafka.serving import serve_beside
+from mlprep.kafka.workers import WorkerPool
 from mlprep.redaction import redact_logs
 from mlprep.runtime.core import Preprocessor, describe_exception, records_of
 from mlprep.runtime.outcomes import Stage
@@ -63,7 +64,7 @@ def provenance_headers(pre: Preprocessor, settings: Settings) -> Headers:
     return [(name, value.encode()) for name, value in values.items() if value]
 
 
-def build_processor(settings: Settings, pre: Preprocessor) -> BatchLoop:
+def build_processor(settings: Settings, pre: Preprocessor, worker: int | None = None) -> BatchLoop:
     _, target, dead = stream_topics(settings, "the stream processor")
     encoder = MessageEncoder(
         settings.output_format, settings.output_avro_schema_path, settings.output_avro_framing, settings.skip_cutouts
@@ -72,16 +73,20 @@ def build_processor(settings: Settings, pre: Preprocessor) -> BatchLoop:
         pre, MessageDecoder.from_settings(settings), encoder, target, dead, provenance_headers(pre, settings)
     )
     run_id = Provenance.resolve(settings, pre.loaded.metadata).run_id
-    return stream_loop("processor", settings, handler, "mlprep-preprocessing", run_id)
+    return stream_loop("processor", settings, handler, "mlprep-preprocessing", run_id, worker)
 
 
-def serve_with_processor(settings: Settings, pre: Preprocessor, host: str, port: int) -> int:
-    """The REST API in the main thread (it handles SIGTERM), the processor in another; drained on exit.
-    The REST API's ``/metrics`` includes the processor's."""
+def serve_with_processor(
+    settings: Settings, pre: Preprocessor, host: str, port: int, workers: int = 1, preprocessing: str | None = None
+) -> int:
+    """The REST API in the main thread (it handles SIGTERM), the processor in another, or in ``workers``
+    processes that load ``preprocessing`` themselves; drained on exit. The REST API's ``/metrics``
+    includes the processor's."""
     from mlprep.rest.app import create_app
 
     redact_logs()
-    loop = build_processor(settings, pre)
+    pool = WorkerPool("processor", settings, workers, preprocessing) if workers > 1 else None
+    loop = pool or build_processor(settings, pre)
     app = create_app(settings, pre, components={"kafka": loop.health})
     app.state.metrics.registry.register(loop.metrics)
     log.warning(

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from mlprep.kafka.loop import BatchLoop
+from mlprep.kafka.workers import WorkerPool
 from mlprep.runtime.serialization import dumps
 
 JSON = "application/json"
@@ -27,7 +28,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-def serve_beside(loop: BatchLoop, app: Any, host: str, port: int, access_log: bool = False) -> int:
+def serve_beside(loop: BatchLoop | WorkerPool, app: Any, host: str, port: int, access_log: bool = False) -> int:
     """Runs ``loop`` in a thread and ``app`` until a signal or the loop's failure; 1 if the loop failed
     (logged by the loop), so that a supervisor restarts the process, else 0."""
     outcome: dict[str, BaseException] = {}
@@ -50,7 +51,7 @@ def serve_beside(loop: BatchLoop, app: Any, host: str, port: int, access_log: bo
     return 1 if "error" in outcome else 0
 
 
-def health_app(loop: BatchLoop) -> FastAPI:
+def health_app(loop: BatchLoop | WorkerPool) -> FastAPI:
     """``/health`` (503 once the loop failed), ``/ready`` (503 until partitions are assigned and while
     the loop waits under backpressure) and ``/metrics`` of a loop without a REST API (the bridge)."""
     app = FastAPI(title=f"mlprep {loop.name}", docs_url=None, redoc_url=None)
