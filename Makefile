@@ -25,6 +25,8 @@ lock: venv
 	$(VENV)/bin/uv pip compile --native-tls -q pyproject.toml --universal --python-version 3.11 \
 	  --extra dev --extra bench -o locks/bench.txt
 	$(VENV)/bin/uv pip compile --native-tls -q pyproject.toml --universal --python-version 3.11 \
+	  --extra quix -o locks/quix.txt
+	$(VENV)/bin/uv pip compile --native-tls -q pyproject.toml --universal --python-version 3.11 \
 	  --generate-hashes -o src/mlprep/build/docker/runtime.lock
 
 lint: venv

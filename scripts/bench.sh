@@ -19,6 +19,7 @@ if ! command -v java >/dev/null; then  # benchmarks/bench_spark.py runs Spark in
   fi
 fi
 bash scripts/venv.sh bench .venv-bench  # the dev extra and the bench one (locks/bench.txt)
+bash scripts/venv.sh quix .venv-quix    # Quix Streams, a peer of the stream processor (locks/quix.txt)
 export PATH="$PWD/.venv-bench/bin:$PATH"
 status=0
 for bench in benchmarks/bench_*.py; do

@@ -539,7 +539,11 @@ class BatchLoop:
             positions = consumer.position(assigned) if assigned else []
             by_partition = {}
             for position in positions:
-                _low, high = consumer.get_watermark_offsets(position, timeout=2)
+                # The high watermark of the last fetch response: asking the broker blocks the loop for a
+                # round trip per partition (0.4 s each on some brokers), which would cost more than the work.
+                _low, high = consumer.get_watermark_offsets(position, cached=True)
+                if high < 0:  # not fetched yet
+                    continue
                 behind = max(high - position.offset, 0) if position.offset >= 0 else max(high, 0)
                 by_partition[position.partition] = behind
             self.state.update(lag=sum(by_partition.values()), lag_by_partition=by_partition)
