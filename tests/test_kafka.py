@@ -916,8 +916,8 @@ def numbered(start: int, count: int, refuse: set[int] = frozenset()) -> list[tup
 
 
 def test_bridge_waits_out_a_model_server_outage_without_dead_letters_or_rebalance(kafka_broker, tmp_path):
-    """2 000 records; the model server answers 503 then is unreachable for ~10 s in the middle. The
-    bridge pauses and keeps polling: it stays in its group although the outage is longer than
+    """20 000 records; the model server answers 503, then is unreachable, for 60 s in the middle. The
+    bridge pauses and keeps polling: it stays in its group although the outage is far longer than
     max.poll.interval.ms (7 s here), then every prediction arrives and nothing is dead-lettered."""
     source, target, dead = topic("outage-in"), topic("outage-out"), topic("outage-dlq")
     model = LocalModel()
@@ -935,21 +935,21 @@ def test_bridge_waits_out_a_model_server_outage_without_dead_letters_or_rebalanc
         RETRY_MAX_DELAY_MS="1000",
     )
     try:
-        produce(kafka_broker, source, numbered(0, 1000))
-        read(kafka_broker, target, 1000)
+        produce(kafka_broker, source, numbered(0, 10_000))
+        read(kafka_broker, target, 10_000)
         model.failing = True  # 503 first...
-        produce(kafka_broker, source, numbered(1000, 1000))
+        produce(kafka_broker, source, numbered(10_000, 10_000))
         waiting = eventually(lambda: client.get("/health").json()["bridge"]["waiting"])
         assert waiting["for"] == "the model server" and "503" in waiting["error"] and waiting["since"]
         assert client.get("/ready").status_code == 503
-        time.sleep(3)
+        time.sleep(10)
         model.down()  # ... then connection refused
-        time.sleep(6)
+        time.sleep(50)
         model.failing = False
         model.up()
-        out = read(kafka_broker, target, 2000, timeout=120)
+        out = read(kafka_broker, target, 20_000, timeout=120)
         predictions = {key: json.loads(value) for key, value in out}
-        assert predictions == {f"k{i}".encode(): {"i": i, "prediction": 2 * i} for i in range(2000)}
+        assert predictions == {f"k{i}".encode(): {"i": i, "prediction": 2 * i} for i in range(20_000)}
         assert count(kafka_broker, dead) == 0
         text = log.read_text()
         assert "waiting for the model server" in text and "partitions resumed" in text
@@ -957,7 +957,7 @@ def test_bridge_waits_out_a_model_server_outage_without_dead_letters_or_rebalanc
         assert eventually(lambda: client.get("/ready").status_code == 200)
         assert metric(client, "mlprep_kafka_rebalances_total") == 1
         assert metric(client, "mlprep_kafka_retries_total") >= 3
-        assert metric(client, "mlprep_kafka_backpressure_seconds_total") >= 8
+        assert metric(client, "mlprep_kafka_backpressure_seconds_total") >= 55
         assert bridge.poll() is None
         bridge.send_signal(signal.SIGTERM)
         assert bridge.wait(timeout=30) == 0

@@ -85,10 +85,9 @@ class RetryPolicy:
 
 @dataclass(slots=True)
 class _Delivery:
-    """The records of one batch on their way to Kafka: not sent yet, and refused since the last attempt."""
+    """The records of one batch on their way to Kafka that are still to be sent."""
 
     to_send: list[Outgoing]
-    failed: list[tuple[Outgoing, KafkaError]] = field(default_factory=list)
 
 
 class _Interrupted(Exception):
@@ -176,6 +175,7 @@ class BatchLoop:
         self.run_id = run_id
         self.retry = retry or RetryPolicy()
         self._held: list[Message] = []  # messages polled while waiting: handled next, never skipped
+        self._undelivered: list[tuple[Message, KafkaError]] = []  # refused by Kafka since the last flush
         self.name, self.topic, self.handler, self.dead_topic = name, topic, handler, dead_topic
         self.consumer_config, self.producer_config = consumer_config, producer_config
         self.batch_size, self.timeout = batch_size, batch_timeout_ms / 1000
@@ -223,7 +223,10 @@ class BatchLoop:
         """Blocks until stopped; raises on a fatal error (nothing of the current batch is committed)."""
         try:
             consumer = Consumer(self.consumer_config)
-            producer = Producer(self.producer_config)
+            # Delivery reports for failures only: no Python call per acknowledged record.
+            producer = Producer(
+                {**self.producer_config, "delivery.report.only.error": True, "on_delivery": self._on_undelivered}
+            )
             if self.transactional:  # fences a predecessor with the same transactional.id, aborts its transaction
                 producer.init_transactions(TRANSACTION_CALL_TIMEOUT_S)
         except BaseException as exc:
@@ -421,10 +424,11 @@ class BatchLoop:
         """The batch's outputs and offsets in one transaction: True once committed; False when a
         rebalance took its partitions (aborted, rewound, left to their new owner). Any other failure
         aborts it and raises ``Backpressure`` (it is sent again); a fatal one (fenced) stops the loop."""
+        self._undelivered.clear()  # the whole batch goes in this transaction
         producer.begin_transaction()
         try:
             for item in outgoing:
-                self._send(producer, item, _ignore_failure)  # a failed delivery fails the commit below
+                self._send(producer, item)  # a failed delivery fails the commit below
             producer.flush(TRANSACTION_CALL_TIMEOUT_S)  # outputs on the broker before the offsets go in
             producer.send_offsets_to_transaction(
                 _next_offsets(batch), consumer.consumer_group_metadata(), TRANSACTION_CALL_TIMEOUT_S
@@ -494,28 +498,31 @@ class BatchLoop:
         """Sends what ``delivery`` has not sent yet and waits for the acknowledgements; what Kafka refused
         is sent again at the next attempt, after ``Backpressure`` (a fatal error stops the loop)."""
         sending, delivery.to_send = delivery.to_send, []
+        self._undelivered.clear()
         for item in sending:
-            self._send(producer, item, delivery.failed.append)
+            self._send(producer, item)
         remaining = producer.flush(10)
-        failed, delivery.failed = delivery.failed, []
-        for _item, error in failed:
+        failed, self._undelivered = self._undelivered, []
+        for _message, error in failed:
             if error.fatal():
                 raise KafkaException(error)
-        delivery.to_send.extend(item for item, _error in failed)
+        delivery.to_send.extend(
+            Outgoing(m.topic() or "", m.value() or b"", m.key(), list(m.headers() or [])) for m, _error in failed
+        )
         if failed:
             raise Backpressure("Kafka", Stage.PRODUCE, f"{len(failed)} records not acknowledged: {failed[0][1]}")
         if remaining:  # still queued in the producer: committing now could lose them
             raise Backpressure("Kafka", Stage.PRODUCE, f"{remaining} records not acknowledged yet")
 
-    @staticmethod
-    def _send(producer: Producer, item: Outgoing, on_failure: Callable[[tuple[Outgoing, KafkaError]], None]) -> None:
-        def delivered(error: KafkaError | None, _message: Message) -> None:
-            if error is not None:
-                on_failure((item, error))
+    def _on_undelivered(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self._undelivered.append((message, error))
 
+    @staticmethod
+    def _send(producer: Producer, item: Outgoing) -> None:
         while True:
             try:
-                producer.produce(item.topic, item.value, item.key, headers=item.headers, on_delivery=delivered)
+                producer.produce(item.topic, item.value, item.key, headers=item.headers)
                 return
             except BufferError:  # the local queue is full: let deliveries drain
                 producer.poll(0.1)
@@ -553,10 +560,6 @@ class BatchLoop:
 
 # How long one transactional call (init, send offsets, commit, abort) may take before it is retried.
 TRANSACTION_CALL_TIMEOUT_S = 30
-
-
-def _ignore_failure(_failure: tuple[Outgoing, KafkaError]) -> None:
-    """A failed delivery inside a transaction: commit_transaction then fails, and the batch is sent again."""
 
 
 def _next_offsets(batch: list[Message]) -> list[TopicPartition]:
