@@ -56,9 +56,9 @@ def process_chunk(pre: Preprocessor, chunk: Chunk, fail_fast: bool = False) -> C
     n_in = len(records) + len(failures)
     outputs, errors = pre.apply(records)
     if not errors and not failures:
-        parts = _lines_at_once(outputs)
-        if parts is not None:
-            return ChunkResult(b"\n".join(parts) + b"\n" if parts else b"", n_in, len(parts))
+        lines = _lines_at_once(outputs)
+        if lines is not None:
+            return ChunkResult(b"\n".join(lines) + b"\n" if lines else b"", n_in, len(lines))
 
     def failure(index: int, stage: str, message: str) -> Failure:
         position = positions[index] if positions is not None else chunk.first + index
@@ -99,9 +99,10 @@ def process_chunk(pre: Preprocessor, chunk: Chunk, fail_fast: bool = False) -> C
 def _lines_at_once(outputs: list[Any]) -> list[bytes] | None:
     """The output lines of a chunk whose outputs are all dicts or None, serialised in one pass; None
     when one is a list or DataFrame, or cannot be serialised: the loop over each output handles those."""
-    if not _ONE_LINE_EACH.issuperset(map(type, outputs)):
+    kinds = set(map(type, outputs))
+    if not kinds <= _ONE_LINE_EACH:
         return None
-    if None in outputs:
+    if type(None) in kinds:
         outputs = [value for value in outputs if value is not None]
     try:
         return dumps_many(outputs)
