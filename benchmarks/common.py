@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 PYTHON = sys.executable
@@ -14,6 +16,8 @@ WORK = Path(os.environ.get("MLPREP_BENCH_DIR", tempfile.gettempdir())) / "mlprep
 WORK.mkdir(parents=True, exist_ok=True)
 IDENTITY = WORK / "identity.py"
 IDENTITY.write_text("def pre_processing(data):\n    return data\n")
+# Commands run as installed code runs: with the bytecode cache (a development shell may turn it off).
+ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 
 
 def best_time(command: list[str], stdin: Path | None = None, repeat: int = 3) -> float:
@@ -52,3 +56,63 @@ def report(title: str, rows: list[tuple[str, float]], unit: str, baseline: str, 
             line += f"   target >= {targets[name]}x: {'met' if met else 'MISSED'}"
         print(line)
     return ok
+
+
+@dataclass
+class Run:
+    seconds: float
+    cpu_seconds: float  # user + system, of the process and the workers it waited for
+    peak_rss: int  # bytes: the largest resident set of the process
+
+
+def run_once(command: list[str], stdin: Path | None = None, stdout: Path | None = None) -> Run:
+    """One run of ``command`` (output to ``stdout`` or /dev/null): wall time and peak RSS (``wait4``); fails loudly."""
+    with open(stdout or os.devnull, "wb") as sink, open(stdin or os.devnull, "rb") as source:
+        begin = time.perf_counter()
+        process = subprocess.Popen(command, stdin=source, stdout=sink, stderr=subprocess.PIPE, env=ENV)
+        assert process.stderr is not None
+        errors = process.stderr.read()  # a few lines at most
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - begin
+        process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"benchmark command failed: {command}\n{errors.decode()}")
+    return Run(elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024)
+
+
+Command = tuple[list[str], Path | None, Path | None]  # argv, stdin, stdout (None: /dev/null)
+
+
+def alternate(commands: dict[str, Command], rounds: int) -> dict[str, list[Run]]:
+    """Each command once per round, in turn, after one round not counted (caches): a change of load on
+    a shared machine touches every command alike, and each round gives one ratio per command."""
+    runs: dict[str, list[Run]] = {name: [] for name in commands}
+    for round_ in range(rounds + 1):
+        for name, (command, stdin, stdout) in commands.items():
+            run = run_once(command, stdin, stdout)
+            if round_:
+                runs[name].append(run)
+    return runs
+
+
+def report_rounds(
+    title: str, runs: dict[str, list[Run]], items: int, baseline: str, targets: dict[str, float]
+) -> dict[str, float]:
+    """Print each command's median rate, its ratio to ``baseline`` (the median of the per-round ratios of
+    wall times; of CPU times too, which other processes on a busy machine disturb less) and its peak
+    RSS; return the wall-time ratios."""
+    print(f"\n### {title} ({len(runs[baseline])} alternating rounds; ratios to {baseline})")
+    ratios: dict[str, float] = {}
+    for name, mine in runs.items():
+        rate = items / statistics.median(run.seconds for run in mine)
+        ratio = statistics.median(base.seconds / run.seconds for base, run in zip(runs[baseline], mine, strict=True))
+        ratios[name] = ratio
+        cpu = statistics.median(
+            base.cpu_seconds / run.cpu_seconds for base, run in zip(runs[baseline], mine, strict=True)
+        )
+        rss = max(run.peak_rss for run in mine) / 2**20
+        line = f"  {name:<32} {rate:>10,.0f} records/s  {ratio:5.2f}x (CPU time {cpu:4.2f}x)  peak RSS {rss:5.1f} MB"
+        if name in targets:
+            line += f"   target >= {targets[name]}x: {'met' if ratio >= targets[name] else 'MISSED'}"
+        print(line)
+    return ratios

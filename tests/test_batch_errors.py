@@ -105,3 +105,58 @@ def test_invalid_environment_variable_is_named(make_preprocessing):
     result = run_cli("run", "-p", str(make_preprocessing(IDENTITY)), env={"SKIP_CUTOUTS": "perhaps"})
     assert result.returncode == 2
     assert "SKIP_CUTOUTS" in result.stderr.decode()
+
+
+MIXED = """
+def pre_processing(data):
+    kind, n = data["kind"], data["n"]
+    if kind == "raise":
+        raise ValueError(f"bad {n}")
+    if kind == "drop":
+        return None
+    if kind == "many":
+        return [{"n": n, "part": 1}, None, {"n": n, "part": 2}]
+    if kind == "int_keys":
+        return {"n": n, 7: "seven"}
+    if kind == "unserialisable":
+        return {"n": n, "x": object()}
+    return {"n": n}
+"""
+
+
+@pytest.mark.parametrize(
+    "kinds",
+    [
+        ("keep", "drop"),
+        ("keep", "int_keys"),
+        ("keep", "unserialisable"),
+        ("keep", "raise", "raise"),
+        ("keep", "drop", "many", "int_keys", "unserialisable", "raise"),
+    ],
+)
+def test_each_output_and_failure_keeps_its_place_in_long_chunks(make_preprocessing, kinds):
+    """Thousands of records a chunk, each outcome mixed with plain ones: the output keeps the input order
+    and every failure names its own line, stage and record."""
+    records = [{"n": n, "kind": kinds[n % len(kinds)] if n % 7 else "keep"} for n in range(1, 5001)]
+    expected, failures = [], []
+    for line, record in enumerate(records, start=1):
+        n, kind = record["n"], record["kind"]
+        if kind == "raise":
+            failures.append((line, "preprocess", f"pre_processing raised ValueError: bad {n}"))
+        elif kind == "unserialisable":
+            failures.append((line, "serialize", "output cannot be serialised to JSON"))
+        elif kind == "many":
+            expected += [{"n": n, "part": 1}, {"n": n, "part": 2}]
+        elif kind == "int_keys":
+            expected.append({"n": n, "7": "seven"})
+        elif kind == "keep":
+            expected.append({"n": n})
+    stdin = b"".join(json.dumps(record).encode() + b"\n" for record in records)
+    result = run_cli("run", "-p", str(make_preprocessing(MIXED)), "--on-error", "skip", stdin=stdin)
+    assert [json.loads(line) for line in result.stdout.splitlines()] == expected
+    *reported, summary = result.stderr.decode().splitlines()
+    assert len(reported) == len(failures)
+    for text, (line, stage, reason) in zip(reported, failures, strict=True):
+        assert text.startswith(f"mlprep: <stdin>: line {line}: {stage} failed: {reason}"), text
+    assert summary == f"mlprep: {len(records)} in, {len(expected)} out, {len(failures)} failed"
+    assert result.returncode == (1 if failures else 0)

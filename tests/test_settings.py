@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from conftest import IDENTITY, run_cli
 
-from mlprep.settings import SettingsProblem, load_settings
+from mlprep.settings import Settings, SettingsProblem, load_settings
+from mlprep.settings_defaults import DEFAULTS, DefaultSettings, environment_sets_any
 
 
 @pytest.fixture
@@ -50,3 +55,40 @@ def test_a_bad_setting_is_one_line_naming_the_variable(clean_env, tmp_path, name
     err = result.stderr.decode()
     assert result.returncode == 2
     assert err.count("\n") == 1 and words in err and "Traceback" not in err
+
+
+def test_the_defaults_read_without_pydantic_are_the_settings_defaults():
+    expected = {name: field.get_default(call_default_factory=True) for name, field in Settings.model_fields.items()}
+    assert dict(DEFAULTS) == expected, "mlprep/settings_defaults.py must list every setting with its default"
+    assert vars(DefaultSettings()) == expected
+
+
+@pytest.mark.parametrize(
+    ("environ", "sets"),
+    [
+        ({"PATH": "/bin", "HOME": "/root", "MLPREP_UNKNOWN": "1"}, False),
+        ({"MAX_RECORD_BYTES": "10"}, True),
+        ({"mlprep_max_record_bytes": "10"}, True),
+        ({"Kafka_Enabled": ""}, True),
+        ({"MLPREP_BASE_IMAGE": "base:1"}, True),  # a setting whose own name starts with the prefix
+    ],
+)
+def test_any_variable_named_like_a_setting_counts(environ, sets):
+    assert environment_sets_any(environ) is sets
+
+
+def test_batch_mode_starts_without_the_settings_model_when_nothing_is_set(tmp_path):
+    """`mlprep run` skips pydantic's import (a large part of a short run) when the environment sets nothing,
+    and the other front ends' libraries; a variable that names a setting still gets validated (above)."""
+    (tmp_path / "preprocessing.py").write_text(IDENTITY)
+    (tmp_path / "in.jsonl").write_bytes(b'{"a": 1}\n')
+    env = {name: value for name, value in os.environ.items() if not environment_sets_any({name: value})}
+    code = (
+        "import sys\nfrom mlprep.cli import main\n"
+        f"status = main(['run', '-p', {str(tmp_path)!r}, {str(tmp_path / 'in.jsonl')!r}])\n"
+        "heavy = ('pydantic', 'pydantic_settings', 'fastavro', 'fastapi', 'confluent_kafka', 'prometheus_client')\n"
+        "print(sorted({name.split('.')[0] for name in sys.modules} & set(heavy)), status, file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, timeout=60)
+    assert result.stdout == b'{"a":1}\n'
+    assert result.stderr.decode().splitlines()[-1] == "[] 0"

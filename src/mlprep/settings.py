@@ -17,8 +17,8 @@ from pydantic_settings import (
 )
 
 from mlprep.errors import MlprepError
+from mlprep.settings_defaults import PREFIX
 
-PREFIX = "MLPREP_"
 # A list setting takes what users write: `a,b,c` as well as the JSON list `["a", "b", "c"]`.
 CommaList = Annotated[list[str], NoDecode]
 

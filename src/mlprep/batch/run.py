@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import secrets
 import stat
 import sys
 import traceback
@@ -272,7 +271,7 @@ class OutputFile:
             if existing is not None and not stat.S_ISREG(existing.st_mode):
                 self.stream: BinaryIO = open(self.target, "wb")  # noqa: SIM115 - closed in commit/discard
                 return
-            self.temp = self.target.with_name(f".{self.target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+            self.temp = self.target.with_name(f".{self.target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
             fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except OSError as exc:
             raise OutputError(f"cannot write the output {path}: {exc.strerror}") from None

@@ -11,22 +11,22 @@ stops with ``WorkerDied``, naming the chunks that were in flight.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from multiprocessing.context import BaseContext
-from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlprep.batch.chunks import ChunkResult, process_chunk
+from mlprep.batch.chunks import ChunkResult, collect_less_often, process_chunk
 from mlprep.runtime.core import Preprocessor
 from mlprep.runtime.outcomes import Chunk
+
+if TYPE_CHECKING:  # imported when workers start: a run in one process does without them
+    from concurrent.futures import Future
+    from multiprocessing.context import BaseContext
+    from multiprocessing.process import BaseProcess
 
 _WORKER: Preprocessor | None = None
 PIECE = 2000  # items per task sent to a worker
@@ -49,6 +49,7 @@ def _init_worker(location: str, skip_cutouts: bool, parent: int) -> None:
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     if _WORKER is None:  # inherited when forked; loaded afresh when spawned
         _WORKER = Preprocessor.load(location, skip_cutouts=skip_cutouts)
+    collect_less_often()
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -65,6 +66,8 @@ def _work(chunk: Chunk, fail_fast: bool) -> ChunkResult:
 
 def _tracking_context() -> tuple[BaseContext, list[BaseProcess]]:
     """A start-method context (fork where available) that remembers its processes, for their exit codes."""
+    import multiprocessing
+
     methods = multiprocessing.get_all_start_methods()
     base = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     started: list[BaseProcess] = []
@@ -86,6 +89,9 @@ def process_in_order(
         for chunk in chunks:
             yield chunk, process_chunk(pre, chunk, fail_fast)
         return
+    from concurrent.futures import Future, ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     global _WORKER
     _WORKER = pre
     context, processes = _tracking_context()

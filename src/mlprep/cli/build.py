@@ -8,8 +8,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlprep.settings import Settings
+if TYPE_CHECKING:
+    from mlprep.settings import Settings
+
 
 BUILD_EPILOG = """examples:
   mlprep build e6c1131f4673449aa688ed1ffc3abbbe auto

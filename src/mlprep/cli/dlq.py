@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import re
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from mlprep.runtime.outcomes import Stage
-from mlprep.settings import Settings
+
+if TYPE_CHECKING:
+    from mlprep.settings import Settings
 
 _AGO = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}

@@ -6,8 +6,10 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from mlprep.settings import Settings
+if TYPE_CHECKING:
+    from mlprep.settings import Settings
 
 
 def preprocessing_option(parser: argparse.ArgumentParser, settings: Settings) -> None:

@@ -7,9 +7,12 @@ import importlib.util
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlprep.cli.options import positive, preprocessing_option, stdout_to_devnull
-from mlprep.settings import Settings
+
+if TYPE_CHECKING:
+    from mlprep.settings import Settings
 
 EPILOG_RUN = """examples:
   echo '{"test": "data"}' | mlprep run
@@ -121,11 +124,13 @@ def _terminate(signum: int, frame: object) -> None:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.engine == "spark":
         return _run_spark(args, settings)
+    from mlprep.batch.chunks import collect_less_often
     from mlprep.batch.run import BatchOptions, OutputFile, refuse_overlaps, run_batch
     from mlprep.runtime.core import Preprocessor
 
     refuse_overlaps(args.files, args.output, args.dead_letter)
     pre = Preprocessor.load(args.preprocessing, skip_cutouts=args.skip_cutouts)
+    collect_less_often()
     options = BatchOptions(
         input_format=args.input_format,
         avro_schema=args.avro_schema,

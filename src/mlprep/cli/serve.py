@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from mlprep.cli.options import log_to_stderr, positive, preprocessing_option
-from mlprep.settings import Settings
+
+if TYPE_CHECKING:
+    from mlprep.settings import Settings
 
 
 def register(commands: argparse._SubParsersAction, settings: Settings) -> None:

@@ -58,17 +58,16 @@ class Preprocessor:
                         describe_exception(exc),
                         len(records),
                     )
-        function = self._function
         outputs: list[Any] = []
         failures: dict[int, BaseException] = {}
-        append = outputs.append
-        for index, record in enumerate(records):
-            try:
-                append(function(record))
+        remaining = iter(records)
+        while True:
+            try:  # a loop in C; when a record raises, the outputs before it are kept and the loop goes on after it
+                outputs.extend(map(self._function, remaining))
+                return outputs, failures
             except (Exception, SystemExit) as exc:
-                append(None)
-                failures[index] = exc
-        return outputs, failures
+                failures[len(outputs)] = exc
+                outputs.append(None)
 
     def apply_one(self, record: Any) -> Any:
         """Apply to one record; raises what ``pre_processing`` raises."""

@@ -17,6 +17,9 @@ from typing import Any
 import orjson
 
 OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+# OPT_NON_STR_KEYS makes every dict slower to write (about +60% on a small record) and changes nothing
+# for string keys: it is used only for a value that orjson refuses without it.
+_FIRST_TRY = orjson.OPT_SERIALIZE_NUMPY
 _NULL_TYPES = frozenset({"NAType", "NaTType"})
 
 
@@ -56,4 +59,16 @@ def _is_range_index(series: Any) -> bool:
 
 def dumps(obj: Any, _dumps: Callable[..., bytes] = orjson.dumps) -> bytes:
     """Serialise one value to compact JSON bytes."""
-    return _dumps(obj, default=_default, option=OPTIONS)
+    try:
+        return _dumps(obj, default=_default, option=_FIRST_TRY)
+    except TypeError:  # a key that is not a string; else the same error again
+        return _dumps(obj, default=_default, option=OPTIONS)
+
+
+def dumps_many(values: list[Any], _dumps: Callable[..., bytes] = orjson.dumps) -> list[bytes]:
+    """``dumps`` of each value, in one C-speed pass when none needs a second try; raises what ``dumps``
+    raises for the first value that cannot be serialised (call ``dumps`` on each to know which)."""
+    try:
+        return [_dumps(value, default=_default, option=_FIRST_TRY) for value in values]
+    except TypeError:
+        return [dumps(value) for value in values]

@@ -12,10 +12,10 @@ import orjson
 
 from mlprep.errors import InputFormatError
 from mlprep.runtime.codecs.avro_limits import Container, RecordReader, RecordTooLarge
-from mlprep.runtime.codecs.base import CHUNK_RECORDS, DEFAULT_MAX_RECORD_BYTES, peek_at_least, tell
+from mlprep.runtime.codecs.base import AVRO_MAGIC, CHUNK_RECORDS, DEFAULT_MAX_RECORD_BYTES, peek_at_least, tell
 from mlprep.runtime.outcomes import Chunk, Failure, Stage
 
-MAGIC = b"Obj\x01"
+MAGIC = AVRO_MAGIC  # the name the Kafka framing imports
 
 
 def load_schema(path: str | Path) -> Any:
@@ -40,8 +40,8 @@ class AvroCodec:
         self._schema = load_schema(schema_path) if schema_path else None
 
     def chunks(self, stream: BinaryIO, source: str) -> Iterator[Chunk]:
-        head, stream = peek_at_least(stream, len(MAGIC))
-        if head == MAGIC:
+        head, stream = peek_at_least(stream, len(AVRO_MAGIC))
+        if head == AVRO_MAGIC:
             return self._container(stream, source)
         if self._schema is None:
             raise InputFormatError(

@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO, Protocol
 
 from mlprep.runtime.outcomes import Chunk, Failure, Stage
-from mlprep.settings import Settings
+from mlprep.settings_defaults import DEFAULTS
 
 CHUNK_BYTES = 1 << 16  # 64 KiB: small enough to stay in cache, large enough to amortise
 CHUNK_RECORDS = 500
 BOM = b"\xef\xbb\xbf"
+AVRO_MAGIC = b"Obj\x01"  # the start of an Avro object container file
 
 
 class Codec(Protocol):
@@ -81,7 +82,7 @@ def tell(stream: BinaryIO) -> int:
         return 0
 
 
-DEFAULT_MAX_RECORD_BYTES: int = Settings.model_fields["max_record_bytes"].default  # MAX_RECORD_BYTES
+DEFAULT_MAX_RECORD_BYTES: int = DEFAULTS["max_record_bytes"]  # MAX_RECORD_BYTES
 
 
 def too_large(source: str, unit: str, position: int, size: int, limit: int) -> Chunk:

@@ -8,10 +8,7 @@ from typing import BinaryIO
 import orjson
 
 from mlprep.errors import InputFormatError
-from mlprep.runtime.codecs.avro import MAGIC, AvroCodec
-from mlprep.runtime.codecs.base import DEFAULT_MAX_RECORD_BYTES, Codec
-from mlprep.runtime.codecs.json_document import JsonDocumentCodec
-from mlprep.runtime.codecs.jsonl import JsonlCodec
+from mlprep.runtime.codecs.base import AVRO_MAGIC, DEFAULT_MAX_RECORD_BYTES, Codec
 
 FORMATS = ("auto", "jsonl", "json", "avro")
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".avro": "avro"}
@@ -21,7 +18,7 @@ _PEEK = 64 * 1024
 def detect_format(stream: BinaryIO, source: str, avro_schema: str | None = None) -> str:
     """The format name of ``stream`` (buffered: only peeked at, nothing consumed)."""
     head = stream.peek(_PEEK)[:_PEEK] if hasattr(stream, "peek") else b""
-    if head.startswith(MAGIC):
+    if head.startswith(AVRO_MAGIC):
         return "avro"
     suffix = "." + source.rsplit(".", 1)[-1].lower() if "." in source else ""
     if suffix in _EXTENSIONS:
@@ -64,11 +61,17 @@ def detect_codec(
 
 
 def open_codec(name: str, avro_schema: str | None = None, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Codec:
-    """The codec called ``name`` (jsonl, json, avro)."""
+    """The codec called ``name`` (jsonl, json, avro), imported when first used (fastavro takes a while)."""
     if name == "jsonl":
+        from mlprep.runtime.codecs.jsonl import JsonlCodec
+
         return JsonlCodec(max_record_bytes)
     if name == "json":
+        from mlprep.runtime.codecs.json_document import JsonDocumentCodec
+
         return JsonDocumentCodec(max_record_bytes)
     if name == "avro":
+        from mlprep.runtime.codecs.avro import AvroCodec
+
         return AvroCodec(avro_schema, max_record_bytes)
     raise ValueError(f"unknown input format {name!r}: use jsonl, json or avro")
