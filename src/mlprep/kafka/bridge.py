@@ -199,7 +199,7 @@ def run_bridge(settings: Settings, workers: int = 1) -> int:
     handle (logged by the loop), so that a supervisor restarts the bridge. ``/health``, ``/ready`` and
     ``/metrics`` answer on API_HOST:BRIDGE_PORT. ``workers`` > 1: that many consumer processes."""
     redact_logs()
-    loop = WorkerPool("bridge", settings, workers) if workers > 1 else build_bridge(settings)
+    loop = WorkerPool("bridge", build_bridge, settings, workers) if workers > 1 else build_bridge(settings)
     log.warning(
         "bridge: %s -> %s -> %s",
         settings.input_topic,

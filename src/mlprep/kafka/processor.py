@@ -76,6 +76,11 @@ def build_processor(settings: Settings, pre: Preprocessor, worker: int | None = 
     return stream_loop("processor", settings, handler, "mlprep-preprocessing", run_id, worker)
 
 
+def worker_processor(settings: Settings, index: int, preprocessing: str) -> BatchLoop:
+    """The processor of worker ``index`` of ``--workers``: it loads the preprocessing itself."""
+    return build_processor(settings, Preprocessor.load(preprocessing, skip_cutouts=settings.skip_cutouts), index)
+
+
 def serve_with_processor(
     settings: Settings, pre: Preprocessor, host: str, port: int, workers: int = 1, preprocessing: str | None = None
 ) -> int:
@@ -85,7 +90,7 @@ def serve_with_processor(
     from mlprep.rest.app import create_app
 
     redact_logs()
-    pool = WorkerPool("processor", settings, workers, preprocessing) if workers > 1 else None
+    pool = WorkerPool("processor", worker_processor, settings, workers, preprocessing) if workers > 1 else None
     loop = pool or build_processor(settings, pre)
     app = create_app(settings, pre, components={"kafka": loop.health})
     app.state.metrics.registry.register(loop.metrics)

@@ -6,15 +6,17 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from mlprep.kafka.loop import BatchLoop
-from mlprep.kafka.workers import WorkerPool
 from mlprep.runtime.serialization import dumps
+
+if TYPE_CHECKING:
+    from mlprep.kafka.workers import WorkerPool
 
 JSON = "application/json"
 

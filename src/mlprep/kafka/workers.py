@@ -17,8 +17,8 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
@@ -26,7 +26,11 @@ from prometheus_client.registry import Collector
 from mlprep.errors import MlprepError
 from mlprep.settings import Settings
 
+if TYPE_CHECKING:
+    from mlprep.kafka.loop import BatchLoop
+
 log = logging.getLogger("mlprep.kafka")
+Builder = Callable[..., "BatchLoop"]
 REPORT_EVERY_S = 0.5
 # Counts that add up across workers; the other keys of a loop's state are merged one by one below.
 _SUMMED = (
@@ -44,22 +48,14 @@ _SUMMED = (
 )
 
 
-def _work(kind: str, settings: Settings, preprocessing: str | None, index: int, reports: Any) -> None:
-    """One worker process: the front end's loop, its state and metrics reported to the parent."""
+def _work(name: str, build: Builder, settings: Settings, extra: tuple[Any, ...], index: int, reports: Any) -> None:
+    """One worker process: ``build(settings, index, *extra)``'s loop, its state and metrics reported."""
     from mlprep.redaction import redact_logs
 
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(name)s[{index}] %(levelname)s %(message)s")
     redact_logs()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM for every worker
-    if kind == "processor":
-        from mlprep.kafka.processor import build_processor
-        from mlprep.runtime.core import Preprocessor
-
-        loop = build_processor(settings, Preprocessor.load(preprocessing, skip_cutouts=settings.skip_cutouts), index)
-    else:
-        from mlprep.kafka.bridge import build_bridge
-
-        loop = build_bridge(settings, index)
+    loop = build(settings, index, *extra)
     signal.signal(signal.SIGTERM, lambda *_: loop.stop())
     done = threading.Event()
 
@@ -83,9 +79,10 @@ def _work(kind: str, settings: Settings, preprocessing: str | None, index: int, 
 class WorkerPool:
     """N worker processes seen as one loop: ``run()``, ``stop()``, ``health()``, ``failed``, ``metrics``."""
 
-    def __init__(self, kind: str, settings: Settings, count: int, preprocessing: str | None = None) -> None:
-        self.name = kind
-        self.kind, self.settings, self.count, self.preprocessing = kind, settings, count, preprocessing
+    def __init__(self, name: str, build: Builder, settings: Settings, count: int, *extra: Any) -> None:
+        """``build(settings, index, *extra)`` makes worker ``index``'s loop (a module-level function: it
+        is sent to a new interpreter)."""
+        self.name, self.build, self.settings, self.count, self.extra = name, build, settings, count, extra
         self._context = multiprocessing.get_context("spawn")  # no fork of the parent's threads and clients
         self._reports = self._context.Queue()
         self._states: dict[int, dict[str, Any]] = {}
@@ -100,8 +97,8 @@ class WorkerPool:
         for index in range(self.count):
             process = self._context.Process(
                 target=_work,
-                args=(self.kind, self.settings, self.preprocessing, index, self._reports),
-                name=f"mlprep-{self.kind}-{index}",
+                args=(self.name, self.build, self.settings, self.extra, index, self._reports),
+                name=f"mlprep-{self.name}-{index}",
             )
             process.start()
             self._processes.append(process)
