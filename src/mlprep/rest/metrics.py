@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
@@ -44,16 +45,24 @@ class Metrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
+        self._children: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
 
     def observe(
         self, endpoint: str, status: int, seconds: float, records: int = 0, errors: Mapping[str, int] | None = None
     ) -> None:
-        self.requests.labels(endpoint, str(status)).inc()
+        children = self._children.get((endpoint, status))
+        if children is None:  # looking labels up costs more than counting: once per endpoint and status
+            children = (self.requests.labels(endpoint, str(status)), self.records.labels(endpoint))
+            children += (self.latency.labels(endpoint),)
+            self._children[endpoint, status] = children
+        requests, counted, latency = children
+        requests.inc()
         if records:
-            self.records.labels(endpoint).inc(records)
-        for stage, count in (errors or {}).items():
-            self.errors.labels(endpoint, stage).inc(count)
-        self.latency.labels(endpoint).observe(seconds)
+            counted.inc(records)
+        if errors:
+            for stage, count in errors.items():
+                self.errors.labels(endpoint, stage).inc(count)
+        latency.observe(seconds)
 
     def render(self) -> bytes:
         """The exposition text: this process's figures, or every process's when they share a folder."""
