@@ -117,12 +117,12 @@ def create_app(
         """``work`` for a pool thread, timed in CPU seconds for the placement (wall time waits for the GIL)."""
 
         def run(job: Job) -> Answer:
-            placement.watch()
+            profiled = placement.watch(profile=True)
             begin = time.thread_time()
             try:
                 return work(_data_of(raw, max_records) if parsed is _UNPARSED else parsed, job)
             finally:
-                placement.unwatch()
+                placement.unwatch(profiled)
                 placement.observe(job.total, time.thread_time() - begin, inline=False)
 
         return run

@@ -8,8 +8,10 @@ request is timed, and moves to the event loop only once it has shown it is fast:
 
 * at least ``PROVE_RECORDS`` records measured in the pool, at most ``FAST_RECORD_S`` of CPU a record on
   average (CPU time of the thread: in the pool, wall time mostly measures the wait for the GIL), and no
-  blocking call seen (a Python audit hook watches for ``time.sleep``, socket connections and look-ups,
-  HTTP sends and subprocesses while it runs);
+  blocking call seen: while it is measured in the pool a profile hook of the thread watches its calls
+  (``time.sleep``, ``select``, a socket's connect, send or receive), and a Python audit hook watches
+  for socket connections and look-ups, HTTP sends and subprocesses at any time (the hook sees
+  ``time.sleep`` too from Python 3.12);
 * then a request runs inline when its body is small and its records are expected to take at most
   ``INLINE_BUDGET_S``; larger batches still go to the pool;
 * a blocking call made inline, or ``SLOW_STRIKES`` inline requests over ``INLINE_LIMIT_S`` among
@@ -24,8 +26,12 @@ to every request).
 from __future__ import annotations
 
 import logging
+import select
+import socket
 import sys
 import threading
+import time
+from types import FrameType
 from typing import Any, Literal
 
 Mode = Literal["auto", "always", "never"]
@@ -34,6 +40,7 @@ FAST_RECORD_S = 0.0002
 INLINE_BUDGET_S = 0.002
 INLINE_LIMIT_S = 0.02
 INLINE_BODY_BYTES = 256 * 1024
+BATCH_RECORDS = 10
 SLOW_STRIKES = 3
 STRIKE_WINDOW = 1000
 # Audit events of calls that wait on something outside the process (see Python's audit events table).
@@ -53,6 +60,9 @@ BLOCKING_EVENTS = frozenset(
         "os.fork",
     }
 )
+# Calls that wait (C functions, as a profile hook sees them), while a function is measured in the pool.
+BLOCKING_FUNCTIONS = {time.sleep: "time.sleep", select.select: "select.select"}
+BLOCKING_METHODS = frozenset({"connect", "connect_ex", "accept", "recv", "recv_into", "recvfrom", "send", "sendall"})
 log = logging.getLogger("mlprep.rest")
 _watched = threading.local()  # .placement: the Placement whose pre_processing this thread is running
 
@@ -62,6 +72,18 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         placement = getattr(_watched, "placement", None)
         if placement is not None:
             placement.blocking_call(event)
+
+
+def _profile(frame: FrameType, event: str, arg: Any) -> None:
+    if event != "c_call":
+        return
+    name = BLOCKING_FUNCTIONS.get(arg) if type(arg) is type(time.sleep) else None
+    if name is None and isinstance(getattr(arg, "__self__", None), socket.socket) and arg.__name__ in BLOCKING_METHODS:
+        name = f"socket.{arg.__name__}"
+    if name is not None:
+        placement = getattr(_watched, "placement", None)
+        if placement is not None:
+            placement.blocking_call(name)
 
 
 _hook_lock = threading.Lock()
@@ -90,6 +112,10 @@ class Placement:
         }[mode]
         self.records = 0  # measured records (pool and inline)
         self.seconds = 0.0  # their time
+        # The same for requests of BATCH_RECORDS or more: a record costs less in a batch than alone (the
+        # request's own costs are shared), so batches are planned from these once there are some.
+        self.batch_records = 0
+        self.batch_seconds = 0.0
         self.demoted = False
         self.inline_requests = 0  # since the window began
         self.strikes = 0  # inline requests over INLINE_LIMIT_S in this window
@@ -105,15 +131,27 @@ class Placement:
         return self.mode == "always" or records * self.per_record() <= INLINE_BUDGET_S
 
     def per_record(self) -> float:
+        """Seconds a record takes, from batches when enough were measured."""
+        if self.batch_records >= PROVE_RECORDS:
+            return self.batch_seconds / self.batch_records
         return self.seconds / self.records if self.records else 0.0
 
-    def watch(self) -> None:
-        """Mark this thread as running ``pre_processing`` for this placement (until ``unwatch``)."""
-        if self.mode == "auto":
-            _watched.placement = self
+    def watch(self, profile: bool = False) -> bool:
+        """Mark this thread as running ``pre_processing`` for this placement (until ``unwatch``); with
+        ``profile`` (a pool thread), also watch its calls while the function is still being measured.
+        True when the profile hook was set (to pass to ``unwatch``)."""
+        if self.mode != "auto":
+            return False
+        _watched.placement = self
+        if profile and not self.inline and not self.demoted:
+            sys.setprofile(_profile)
+            return True
+        return False
 
-    def unwatch(self) -> None:
+    def unwatch(self, profiled: bool = False) -> None:
         _watched.placement = None
+        if profiled:
+            sys.setprofile(None)
 
     def observe(self, records: int, seconds: float, inline: bool) -> None:
         """Account one request's records and time (CPU in the pool, wall inline); may move the function."""
@@ -122,6 +160,9 @@ class Placement:
         with self._lock:
             self.records += records
             self.seconds += seconds
+            if records >= BATCH_RECORDS:
+                self.batch_records += records
+                self.batch_seconds += seconds
             if inline:
                 self.inline_requests += 1
                 if self.inline_requests > STRIKE_WINDOW:
