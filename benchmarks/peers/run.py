@@ -81,7 +81,11 @@ class Server:
 
 
 def _mlflow_model(python: Path) -> None:
-    subprocess.run([str(python), str(SERVERS / "mlflow_model.py"), str(WORK / "identity-pyfunc")], check=True)
+    subprocess.run(
+        [str(python), str(SERVERS / "mlflow_model.py"), str(WORK / "identity-pyfunc")],
+        check=True,
+        capture_output=True,  # MLflow's warnings about pickled models: not the benchmark's business
+    )
 
 
 def _mlprep_env(workers: int) -> dict[str, str]:
