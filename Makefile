@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 LINTED := src tests benchmarks runner examples scripts build_scripts pipelines setup_mlflow_local.py \
 	generate_sample_data.py
 
-.PHONY: venv workshop-venvs test lint demo bench clean lock
+.PHONY: venv workshop-venvs test lint demo bench bench-peers clean lock
 
 venv:
 	@bash scripts/venv.sh dev
@@ -41,6 +41,11 @@ demo: venv
 
 bench: venv
 	bash scripts/bench.sh
+
+# mlprep serve against the floor (bare Starlette) and other servers, each in its own virtualenv.
+# Quick run: PEERS_ROUNDS=2 PEERS_DURATION=3s make bench-peers
+bench-peers: venv
+	bash scripts/bench.sh peers
 
 clean:
 	rm -rf .venv .venv-workshop .venv-airflow .venv-bench .demo .pytest_cache .ruff_cache .airflow_home .dagster_home

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     max_batch_records: int = Field(100_000, ge=1, description="Most records in one /preprocess/batch request")
     request_timeout_s: float = Field(30.0, gt=0, description="Longest a request may wait for pre_processing")
     api_threads: int = Field(40, ge=1, description="Threads running pre_processing in one API process")
+    api_inline: Literal["auto", "always", "never"] = Field(
+        "auto", description="Run pre_processing on the event loop: once measured fast (auto), always, or never"
+    )
 
     # Spark (`mlprep run --engine spark`): the master when not given by --master or spark-submit.
     spark_master: str | None = Field(None, description="Spark master URL of mlprep run --engine spark")

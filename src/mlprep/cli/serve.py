@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def register(commands: argparse._SubParsersAction, settings: Settings) -> None:
-    serve = commands.add_parser("serve", help="REST API (FastAPI): /preprocess, /preprocess/batch, /health, /docs")
+    serve = commands.add_parser("serve", help="REST API: /preprocess, /preprocess/batch, /health, /docs")
     preprocessing_option(serve, settings)
     serve.add_argument("--host", default=settings.api_host, help="env API_HOST (default 0.0.0.0)")
     serve.add_argument("--port", type=int, default=settings.api_port, help="env API_PORT (default 8000)")

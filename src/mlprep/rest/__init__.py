@@ -1,1 +1,1 @@
-"""The REST API front end (FastAPI)."""
+"""The REST API front end (Starlette; FastAPI only writes its OpenAPI document)."""

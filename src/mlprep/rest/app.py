@@ -1,29 +1,37 @@
 """REST front end: ``/preprocess``, ``/preprocess/batch``, ``/health``, ``/ready``, ``/metrics``.
 
-Bodies are parsed with orjson rather than pydantic (the models in ``schemas`` only document them),
-and ``pre_processing`` runs in a bounded thread pool (``API_THREADS``) so CPU-bound code never blocks
-the event loop, with a deadline per request (``REQUEST_TIMEOUT_S``).
+A plain Starlette app: bodies are parsed with orjson and answers written as bytes, with no per-request
+validation layer (the pydantic models in ``schemas`` only describe the bodies in ``/docs``, which a
+FastAPI app built for the purpose documents). ``pre_processing`` runs on the event loop once it has
+shown it is fast, or else in a bounded thread pool (``API_THREADS``) with a deadline per request
+(``REQUEST_TIMEOUT_S``): see ``placement``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
-from starlette.requests import ClientDisconnect
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
 
 from mlprep import __version__
 from mlprep.redaction import redact, redact_logs
 from mlprep.rest.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from mlprep.rest.metrics import Metrics
-from mlprep.rest.pool import Abandoned, Job, RequestTimeout, TrackedRecords, WorkerPool
+from mlprep.rest.placement import INLINE_BODY_BYTES, Placement
+from mlprep.rest.pool import Abandoned, Job, RequestTimeout, WorkerPool, tracked
 from mlprep.rest.schemas import (
     BatchRequest,
     BatchResponse,
@@ -43,6 +51,8 @@ JSON = "application/json"
 # exceptions of a chunk and its encoded outputs are all a request holds besides its body and answer.
 CHUNK_RECORDS = 1000
 CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection before the answer"
+TITLE = "mlprep preprocessing API"
+_UNPARSED = object()
 log = logging.getLogger("mlprep.rest")
 _PARSING = threading.Lock()
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -85,7 +95,7 @@ def create_app(
     settings: Settings | None = None,
     preprocessor: Preprocessor | None = None,
     components: Mapping[str, Callable[[], dict[str, Any]]] | None = None,
-) -> FastAPI:
+) -> Starlette:
     """The API around one loaded preprocessing (loaded here from ``PREPROCESSING_DIR`` if not given).
 
     ``components`` are other parts of the process (the Kafka processor) whose state ``/health`` and
@@ -99,29 +109,45 @@ def create_app(
     limit = settings.max_body_bytes
     max_batch = settings.max_batch_records
     pool = WorkerPool(settings.api_threads, settings.request_timeout_s)
+    placement = Placement(settings.api_inline)
     redact_logs()
-    app = FastAPI(
-        title="mlprep preprocessing API",
-        version=__version__,
-        description="Applies the pre_processing function logged with an MLflow run to records.",
-    )
-    app.state.preprocessor = pre
-    app.state.metrics = metrics
-    app.state.pool = pool
     checks = dict(components or {})
 
-    async def handle(
-        endpoint: str,
-        request: Request,
-        work: Callable[[Any, Job], tuple[bytes, int, Counter[Stage]]],
-        max_records: int | None = None,
-    ) -> Response:
+    def in_pool(work: Work, raw: bytes | bytearray, parsed: Any, max_records: int | None) -> Callable[[Job], Answer]:
+        """``work`` for a pool thread, timed in CPU seconds for the placement (wall time waits for the GIL)."""
+
+        def run(job: Job) -> Answer:
+            profiled = placement.watch(profile=True)
+            begin = time.thread_time()
+            try:
+                return work(_data_of(raw, max_records) if parsed is _UNPARSED else parsed, job)
+            finally:
+                placement.unwatch(profiled)
+                placement.observe(job.total, time.thread_time() - begin, inline=False)
+
+        return run
+
+    async def handle(endpoint: str, request: Request, work: Work, max_records: int | None = None) -> Response:
         begin = time.perf_counter()
         records = 0
         job = Job()
         try:
             raw = await _read_body(request, limit)
-            body, records, errors = await pool.run(lambda job: work(_data_of(raw, max_records), job), job)
+            parsed: Any = _UNPARSED
+            if placement.inline and len(raw) <= INLINE_BODY_BYTES:
+                parsed = _data_of(raw, max_records, lock=False)
+                count = len(parsed) if type(parsed) is list else 1
+                if placement.runs_inline(count, len(raw)):
+                    job.tracked = False
+                    placement.watch()
+                    try:
+                        body, records, errors = work(parsed, job)
+                    finally:
+                        placement.unwatch()
+                        placement.observe(job.total, time.perf_counter() - begin, inline=True)
+                    metrics.observe(endpoint, 200, time.perf_counter() - begin, records, errors)
+                    return Response(body, media_type=JSON)
+            body, records, errors = await pool.run(in_pool(work, raw, parsed, max_records), job)
         except ApiError as exc:
             metrics.observe(endpoint, exc.status, time.perf_counter() - begin, records, {exc.stage: 1})
             return exc.response()
@@ -138,26 +164,13 @@ def create_app(
         metrics.observe(endpoint, 200, time.perf_counter() - begin, records, errors)
         return Response(body, media_type=JSON)
 
-    @app.post(
-        "/preprocess",
-        summary="Preprocess one record",
-        openapi_extra=body_schema(PreprocessRequest),
-        responses={200: {"model": PreprocessResponse}, **_ERRORS},
-    )
     async def preprocess(request: Request) -> Response:
         return await handle("/preprocess", request, lambda data, job: _single(pre, data, job))
 
-    @app.post(
-        "/preprocess/batch",
-        summary="Preprocess records in order; failures are listed by index, the rest go through",
-        openapi_extra=body_schema(BatchRequest),
-        responses={200: {"model": BatchResponse}, **_ERRORS},
-    )
     async def preprocess_batch(request: Request) -> Response:
         return await handle("/preprocess/batch", request, lambda data, job: _batch(pre, data, job), max_batch)
 
-    @app.get("/health", summary="Liveness, which preprocessing is loaded, and the state of its threads")
-    async def health() -> Response:
+    async def health(request: Request) -> Response:
         workers = pool.state()
         body: dict[str, Any] = {
             "status": "stuck" if workers["stuck"] else "ok",
@@ -169,6 +182,7 @@ def create_app(
                 "batch_fallbacks": pre.batch_fallbacks,
                 "requirements": str(pre.loaded.requirements) if pre.loaded.requirements else None,
                 "skip_cutouts": pre.skip_cutouts,
+                "runs": placement.state(),
             },
             **Provenance.resolve(settings, pre.loaded.metadata).as_dict(),
             "workers": workers,
@@ -180,8 +194,7 @@ def create_app(
             return Response(dumps(failed), status_code=503, media_type=JSON)
         return Response(dumps(body), media_type=JSON)
 
-    @app.get("/ready", summary="Readiness: every component ready and a thread free for pre_processing soon")
-    async def ready() -> Response:
+    async def ready(request: Request) -> Response:
         states = {name: check() for name, check in checks.items()}
         failed = _failed(states, checks)
         if failed is not None:
@@ -196,33 +209,120 @@ def create_app(
         body["ready"] = not not_ready
         return Response(dumps(body), status_code=503 if not_ready else 200, media_type=JSON)
 
-    @app.get("/metrics", summary="Prometheus metrics")
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
         return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
+    spec = orjson.dumps(_describe_api())
+
+    async def openapi(request: Request) -> Response:
+        return Response(spec, media_type=JSON)
+
+    async def docs(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{TITLE} - docs")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # What is loaded by now (libraries, the preprocessing) lives as long as the process: out of the
+        # collector's sight, so its full collections stop walking it (they were the p99's pauses).
+        gc.collect()
+        gc.freeze()
+        yield
+
+    app = Starlette(
+        routes=[
+            Route("/preprocess", preprocess, methods=["POST"]),
+            Route("/preprocess/batch", preprocess_batch, methods=["POST"]),
+            Route("/health", health),
+            Route("/ready", ready),
+            Route("/metrics", prometheus),
+            Route("/openapi.json", openapi),
+            Route("/docs", docs),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.preprocessor = pre
+    app.state.metrics = metrics
+    app.state.pool = pool
+    app.state.placement = placement
     return app
 
 
-async def _read_body(request: Request, limit: int) -> bytearray:
-    """The raw body, refusing bodies over ``limit`` bytes before reading them."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise ApiError(413, f"request body is {length} bytes; the limit is {limit} (MAX_BODY_BYTES)", "too_large")
+Answer = tuple[bytes, int, "Counter[Stage] | None"]  # body, records, failed records by stage
+Work = Callable[[Any, Job], Answer]
+
+
+def _describe_api() -> dict[str, Any]:
+    """The OpenAPI document of the routes above, written by a FastAPI app that only describes them."""
+    described = FastAPI(
+        title=TITLE,
+        version=__version__,
+        description="Applies the pre_processing function logged with an MLflow run to records.",
+    )
+
+    async def undocumented() -> None:  # never served: the Starlette routes answer
+        raise NotImplementedError
+
+    described.post(
+        "/preprocess",
+        summary="Preprocess one record",
+        openapi_extra=body_schema(PreprocessRequest),
+        responses={200: {"model": PreprocessResponse}, **_ERRORS},
+    )(undocumented)
+    described.post(
+        "/preprocess/batch",
+        summary="Preprocess records in order; failures are listed by index, the rest go through",
+        openapi_extra=body_schema(BatchRequest),
+        responses={200: {"model": BatchResponse}, **_ERRORS},
+    )(undocumented)
+    described.get("/health", summary="Liveness, which preprocessing is loaded, where it runs, and its threads")(
+        undocumented
+    )
+    described.get("/ready", summary="Readiness: every component ready and a thread free for pre_processing soon")(
+        undocumented
+    )
+    described.get("/metrics", summary="Prometheus metrics")(undocumented)
+    return described.openapi()
+
+
+async def _read_body(request: Request, limit: int) -> bytes | bytearray:
+    """The raw body, refusing bodies over ``limit`` bytes before reading them.
+
+    Read from the ASGI messages themselves: Starlette's ``Request.stream`` is an async generator,
+    whose creation and bookkeeping cost more than the rest of a small request's reading.
+    """
+    for name, value in request.scope["headers"]:
+        if name == b"content-length":
+            if value.isdigit() and int(value) > limit:
+                length = value.decode()
+                message = f"request body is {length} bytes; the limit is {limit} (MAX_BODY_BYTES)"
+                raise ApiError(413, message, "too_large")
+            break
     raw = bytearray()
-    async for part in request.stream():
+    receive = request.receive
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        part = message.get("body", b"")
         if len(raw) + len(part) > limit:
             raise ApiError(413, f"request body is over the limit of {limit} bytes (MAX_BODY_BYTES)", "too_large")
+        more = message.get("more_body", False)
+        if not more and not raw:
+            return part  # the whole body in one message, as small bodies come: no copy
         raw += part
-    return raw
+        if not more:
+            return raw
 
 
-def _data_of(raw: bytearray, max_records: int | None = None) -> Any:
+def _data_of(raw: bytes | bytearray, max_records: int | None = None, lock: bool = True) -> Any:
     """The ``data`` field of a JSON body, refusing a list of more than ``max_records``.
 
     Parsed in a pool thread, so only running requests hold the objects, and one body at a time: orjson
     holds the GIL while parsing anyway, and a batch refused for its size is freed before the next parse.
+    Small bodies of a function that runs inline are parsed on the event loop, without the lock (a pool
+    thread may hold it for a large body).
     """
-    with _PARSING:
+    with _PARSING if lock else contextlib.nullcontext():
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -243,7 +343,7 @@ def _data_of(raw: bytearray, max_records: int | None = None) -> Any:
     return data
 
 
-def _single(pre: Preprocessor, data: Any, job: Job) -> tuple[bytes, int, int]:
+def _single(pre: Preprocessor, data: Any, job: Job) -> Answer:
     if type(data) is not dict:
         raise ApiError(
             422,
@@ -251,12 +351,12 @@ def _single(pre: Preprocessor, data: Any, job: Job) -> tuple[bytes, int, int]:
             "invalid_data",
         )
     job.total = 1
-    outputs, failures = pre.apply(TrackedRecords([data], range(1), job))
+    outputs, failures = pre.apply(tracked([data], range(1), job))
     if failures:
         exc = failures[0]
         raise ApiError(422, f"pre_processing raised {_describe(exc)}", type(exc).__name__, stage=Stage.PREPROCESS)
     try:
-        return b'{"result":' + dumps(outputs[0]) + b"}", 1, Counter()
+        return b'{"result":' + _json(outputs[0]) + b"}", 1, None
     except (TypeError, orjson.JSONEncodeError) as exc:
         message = f"pre_processing returned a value that cannot be serialised to JSON: {exc}"
         raise ApiError(500, message, Stage.SERIALIZE, stage=Stage.SERIALIZE) from exc
@@ -265,7 +365,7 @@ def _single(pre: Preprocessor, data: Any, job: Job) -> tuple[bytes, int, int]:
 ItemError = tuple[int, Stage, str]  # index, stage, message
 
 
-def _batch(pre: Preprocessor, data: Any, job: Job) -> tuple[bytes, int, Counter[Stage]]:
+def _batch(pre: Preprocessor, data: Any, job: Job) -> Answer:
     """The answer to a batch, built chunk by chunk so a request holds little more than its body.
 
     Outputs are encoded a chunk at a time (a small ``bytes`` per record would cost about 4 KiB each)
@@ -284,6 +384,9 @@ def _batch(pre: Preprocessor, data: Any, job: Job) -> tuple[bytes, int, Counter[
         encoded = _encode(_apply_chunk(pre, chunk, start, job, errors), start, errors)
         parts += (b",", memoryview(encoded)[1:-1]) if start else (memoryview(encoded)[1:-1],)
         del chunk
+    if not errors:
+        parts.append(b'],"errors":[]}')
+        return b"".join(parts), len(data), None
     errors.sort()
     error_list = [{"index": index, "stage": stage, "error": message} for index, stage, message in errors]
     parts += (b'],"errors":', dumps(error_list), b"}")
@@ -292,20 +395,22 @@ def _batch(pre: Preprocessor, data: Any, job: Job) -> tuple[bytes, int, Counter[
 
 def _apply_chunk(pre: Preprocessor, chunk: list[Any], start: int, job: Job, errors: list[ItemError]) -> list[Any]:
     """One result per record of ``chunk`` (None where it failed); failures go to ``errors``."""
-    results: list[Any] = [None] * len(chunk)
-    positions: range | list[int] = range(len(chunk))
-    records = chunk
-    if not all(type(item) is dict for item in chunk):
-        positions = [i for i, item in enumerate(chunk) if type(item) is dict]
-        records = [chunk[i] for i in positions]
-        errors.extend(
-            (start + i, Stage.DECODE, f"record must be a JSON object, not {_json_type(item)}")
-            for i, item in enumerate(chunk)
-            if type(item) is not dict
-        )
     job.chunk = (start, start + len(chunk) - 1)
     job.index = start
-    outputs, failures = pre.apply(TrackedRecords(records, [start + i for i in positions], job))
+    if set(map(type, chunk)) == {dict}:  # every record an object, as nearly always
+        outputs, failures = pre.apply(tracked(chunk, range(start, start + len(chunk)), job))
+        for number, exc in failures.items():
+            errors.append((start + number, Stage.PREPROCESS, f"pre_processing raised {_describe(exc)}"))
+            outputs[number] = None
+        return outputs
+    positions = [i for i, item in enumerate(chunk) if type(item) is dict]
+    errors.extend(
+        (start + i, Stage.DECODE, f"record must be a JSON object, not {_json_type(item)}")
+        for i, item in enumerate(chunk)
+        if type(item) is not dict
+    )
+    results: list[Any] = [None] * len(chunk)
+    outputs, failures = pre.apply(tracked([chunk[i] for i in positions], [start + i for i in positions], job))
     for position, value in zip(positions, outputs, strict=True):
         results[position] = value
     for number, exc in failures.items():
@@ -314,10 +419,19 @@ def _apply_chunk(pre: Preprocessor, chunk: list[Any], start: int, job: Job, erro
     return results
 
 
+def _json(value: Any) -> bytes:
+    """``value`` as JSON: plain orjson for JSON's own types (the usual output, and the fastest), else the
+    runtime's serialisation (numpy, non-string keys, sets...), which raises when it cannot."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return dumps(value)
+
+
 def _encode(results: list[Any], start: int, errors: list[ItemError]) -> bytes:
     """``results`` as one JSON array; a value that cannot be serialised becomes null and an error."""
     try:
-        return dumps(results)
+        return _json(results)
     except (TypeError, orjson.JSONEncodeError):
         pass
     for position, value in enumerate(results):

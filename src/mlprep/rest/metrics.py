@@ -2,19 +2,36 @@
 
 With several server processes (``API_WORKERS`` > 1) each process writes its figures to files in
 ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` adds every process up, so whichever process answers a
-scrape, counters never go backwards (Prometheus ``rate()`` stays right).
+scrape, counters never go backwards (Prometheus ``rate()`` stays right). With one process, the
+figures are plain Python counts, updated on the event loop only and handed to prometheus_client when
+scraped: a request's four updates of prometheus_client's locked values cost about as much as the
+rest of the request's own bookkeeping.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Mapping
+from bisect import bisect_left
+from collections import Counter as Tally
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own variable
+
+
+HELP = {
+    "requests": "Preprocessing requests by endpoint and HTTP status.",
+    "records": "Records received for preprocessing.",
+    "errors": "Records that failed, by the stage they failed at (decode, preprocess, serialize, timeout).",
+    "latency": "Request latency.",
+}
 
 
 class Metrics:
@@ -22,38 +39,49 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        if not os.environ.get(MULTIPROCESS_DIR):
+            tallies = _Tallies()
+            self.registry.register(tallies)
+            self.observe = tallies.observe  # type: ignore[method-assign]
+            return
         self.requests = Counter(
             "mlprep_requests",
-            "Preprocessing requests by endpoint and HTTP status.",
+            HELP["requests"],
             ["endpoint", "status"],
             registry=self.registry,
         )
-        self.records = Counter(
-            "mlprep_records", "Records received for preprocessing.", ["endpoint"], registry=self.registry
-        )
+        self.records = Counter("mlprep_records", HELP["records"], ["endpoint"], registry=self.registry)
         self.errors = Counter(
             "mlprep_record_errors",
-            "Records that failed, by the stage they failed at (decode, preprocess, serialize, timeout).",
+            HELP["errors"],
             ["endpoint", "stage"],
             registry=self.registry,
         )
         self.latency = Histogram(
             "mlprep_request_duration_seconds",
-            "Request latency.",
+            HELP["latency"],
             ["endpoint"],
             buckets=BUCKETS,
             registry=self.registry,
         )
+        self._children: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
 
     def observe(
         self, endpoint: str, status: int, seconds: float, records: int = 0, errors: Mapping[str, int] | None = None
     ) -> None:
-        self.requests.labels(endpoint, str(status)).inc()
+        children = self._children.get((endpoint, status))
+        if children is None:  # looking labels up costs more than counting: once per endpoint and status
+            children = (self.requests.labels(endpoint, str(status)), self.records.labels(endpoint))
+            children += (self.latency.labels(endpoint),)
+            self._children[endpoint, status] = children
+        requests, counted, latency = children
+        requests.inc()
         if records:
-            self.records.labels(endpoint).inc(records)
-        for stage, count in (errors or {}).items():
-            self.errors.labels(endpoint, stage).inc(count)
-        self.latency.labels(endpoint).observe(seconds)
+            counted.inc(records)
+        if errors:
+            for stage, count in errors.items():
+                self.errors.labels(endpoint, stage).inc(count)
+        latency.observe(seconds)
 
     def render(self) -> bytes:
         """The exposition text: this process's figures, or every process's when they share a folder."""
@@ -62,3 +90,48 @@ class Metrics:
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+class _Tallies:
+    """The figures of a single process as plain counts, exposed to prometheus_client when collected.
+
+    Updated and collected on the event loop only (``observe`` runs in the request handlers, ``collect``
+    in ``/metrics``), so they need no lock.
+    """
+
+    def __init__(self) -> None:
+        self.requests: Tally[tuple[str, int]] = Tally()
+        self.records: Tally[str] = Tally()
+        self.errors: Tally[tuple[str, str]] = Tally()
+        self.latency: dict[str, tuple[list[int], list[float]]] = {}  # endpoint: counts per bucket, [sum]
+
+    def observe(
+        self, endpoint: str, status: int, seconds: float, records: int = 0, errors: Mapping[str, int] | None = None
+    ) -> None:
+        self.requests[endpoint, status] += 1
+        if records:
+            self.records[endpoint] += records
+        if errors:
+            for stage, count in errors.items():
+                self.errors[endpoint, str(stage)] += count
+        histogram = self.latency.get(endpoint)
+        if histogram is None:
+            histogram = self.latency[endpoint] = ([0] * (len(BUCKETS) + 1), [0.0])
+        histogram[0][bisect_left(BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds
+        histogram[1][0] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("mlprep_requests", HELP["requests"], labels=["endpoint", "status"])
+        for (endpoint, status), count in sorted(self.requests.items()):
+            requests.add_metric([endpoint, str(status)], count)
+        records = CounterMetricFamily("mlprep_records", HELP["records"], labels=["endpoint"])
+        for endpoint, count in sorted(self.records.items()):
+            records.add_metric([endpoint], count)
+        errors = CounterMetricFamily("mlprep_record_errors", HELP["errors"], labels=["endpoint", "stage"])
+        for (endpoint, stage), count in sorted(self.errors.items()):
+            errors.add_metric([endpoint, stage], count)
+        latency = HistogramMetricFamily("mlprep_request_duration_seconds", HELP["latency"], labels=["endpoint"])
+        bounds = [floatToGoString(bound) for bound in BUCKETS] + ["+Inf"]
+        for endpoint, (counts, total) in sorted(self.latency.items()):
+            latency.add_metric([endpoint], list(zip(bounds, itertools.accumulate(counts), strict=True)), total[0])
+        yield from (requests, records, errors, latency)

@@ -22,7 +22,7 @@ _QUEUED, _RUNNING, _DROPPED = "queued", "running", "dropped"
 class Job:
     """One request's work, shared by the event loop (which may give up on it) and its thread."""
 
-    __slots__ = ("abandoned", "chunk", "index", "started", "state", "total")
+    __slots__ = ("abandoned", "chunk", "index", "started", "state", "total", "tracked")
 
     def __init__(self) -> None:
         self.abandoned = False
@@ -31,6 +31,7 @@ class Job:
         self.total = 0  # records in the request
         self.index: int | None = None  # the record handed to pre_processing last
         self.chunk: tuple[int, int] | None = None  # first and last record given to pre_processing_batch
+        self.tracked = True  # False when run inline: no deadline, so no record to name
 
 
 class Abandoned(Exception):
@@ -43,6 +44,11 @@ class RequestTimeout(Exception):
     def __init__(self, job: Job) -> None:
         super().__init__("timed out")
         self.job = job
+
+
+def tracked(records: list[Any], indexes: range | list[int], job: Job) -> list[Any]:
+    """``records`` as ``TrackedRecords`` for a job that can time out, as they are otherwise."""
+    return TrackedRecords(records, indexes, job) if job.tracked else records
 
 
 class TrackedRecords(list):  # type: ignore[type-arg]
