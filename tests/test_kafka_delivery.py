@@ -147,7 +147,14 @@ def test_two_workers_share_the_partitions_of_one_group_and_report_together(kafka
         tmp_path / "pp",
         {"preprocessing.py": "import os\n\ndef pre_processing(d):\n    return {**d, 'pid': os.getpid()}\n"},
     )
-    env = {"INPUT_TOPIC": source, "OUTPUT_TOPIC": target, "CONSUMER_GROUP_ID": source, "WORKERS": "2"}
+    (tmp_path / "prometheus").mkdir()
+    env = {
+        "INPUT_TOPIC": source,
+        "OUTPUT_TOPIC": target,
+        "CONSUMER_GROUP_ID": source,
+        "WORKERS": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),  # the Kafka series are there in this mode too
+    }
     processor = start_processor(kafka_broker, tmp_path, folder, **env)
     try:
         health = processor.client.get("/health").json()["kafka"]

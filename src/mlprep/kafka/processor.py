@@ -93,7 +93,7 @@ def serve_with_processor(
     pool = WorkerPool("processor", worker_processor, settings, workers, preprocessing) if workers > 1 else None
     loop = pool or build_processor(settings, pre)
     app = create_app(settings, pre, components={"kafka": loop.health})
-    app.state.metrics.registry.register(loop.metrics)
+    app.state.metrics.include(loop.metrics)
     log.warning(
         "stream processor: %s -> %s (dead letters: %s)",
         settings.input_topic,

@@ -19,6 +19,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -39,6 +40,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._included: list[Collector] = []
         if not os.environ.get(MULTIPROCESS_DIR):
             tallies = _Tallies()
             self.registry.register(tallies)
@@ -83,11 +85,19 @@ class Metrics:
                 self.errors.labels(endpoint, stage).inc(count)
         latency.observe(seconds)
 
+    def include(self, collector: Collector) -> None:
+        """Another part of the process (the Kafka processor) whose series ``/metrics`` adds, in either mode."""
+        self.registry.register(collector)
+        self._included.append(collector)
+
     def render(self) -> bytes:
-        """The exposition text: this process's figures, or every process's when they share a folder."""
+        """The exposition text: this process's figures, or every process's when they share a folder
+        (plus what this process includes: its collectors read state at scrape time)."""
         if os.environ.get(MULTIPROCESS_DIR):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
+            for collector in self._included:
+                registry.register(collector)
             return generate_latest(registry)
         return generate_latest(self.registry)
 
