@@ -15,6 +15,7 @@ import importlib.util
 import inspect
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -165,7 +166,8 @@ def _is_flow(value: Any) -> bool:
 def load(path: Path) -> ModuleType:
     """The student's file as a module (its folder on the path, as when it runs as a script)."""
     sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location(f"exercises_{path.stem}", path)
+    name = "exercises_" + re.sub(r"\W", "_", str(path))  # one module per file, even for files of one name
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise SystemExit(f"{path} : pas un fichier Python")
     module = importlib.util.module_from_spec(spec)

@@ -45,47 +45,73 @@ def test_the_shipped_file_runs_as_plain_python_and_has_everything_to_do(workshop
     assert "exponential_backoff(backoff_factor=10)" in shipped.stdout
 
 
-@pytest.mark.parametrize("answer", [SOLUTION, ALTERNATIVE], ids=["solution", "alternative"])
-def test_a_correct_answer_passes_every_todo(answer, workshop_env):
-    deployed = run_script(EXERCISES, "deploy", "--module", str(answer), env=workshop_env)
-    assert deployed.returncode == 0, deployed.stdout + deployed.stderr[-3000:]
-    result = _check(workshop_env, "--module", str(answer))
-    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-    assert "8/8 exercices terminés" in result.stdout
-
-
-# One interpreter checks every undone file (importing Prefect and MLflow once keeps the test short).
+# One interpreter deploys and checks every file (importing Prefect and MLflow once keeps the tests short).
 CHECK_EACH = """
 import json, sys
 from pathlib import Path
 from churn import exercises
-for path, number in json.loads(sys.argv[1]):
-    result = exercises.Checker(exercises.load(Path(path))).check(number)
-    print("VERDICT", json.dumps([number, result.done, result.seen]))
+deploy, plan = json.loads(sys.argv[1])
+for path in deploy:
+    exercises.deploy(exercises.load(Path(path)))
+checkers = {}
+for path, number in plan:
+    checker = checkers.setdefault(path, exercises.Checker(exercises.load(Path(path))))
+    result = checker.check(number)
+    print("VERDICT", json.dumps([path, number, result.done, result.seen]))
 """
 
 
-def test_each_todo_undone_is_reported(workshop_env, tmp_path):
-    plan = []
-    for number, edits in UNDO.items():
-        source = SOLUTION.read_text()
-        for old, new in edits:
-            assert old in source, old
-            source = source.replace(old, new)
-        undone = tmp_path / f"undone_{number}" / "Prefect_Exercises.py"
-        undone.parent.mkdir()
-        undone.write_text(source)
-        plan.append((str(undone), number))
+def _undone(number: int, folder: Path) -> Path:
+    """The solution with TODO ``number`` undone."""
+    source = SOLUTION.read_text()
+    for old, new in UNDO[number]:
+        assert old in source, old
+        source = source.replace(old, new)
+    undone = folder / f"undone_{number}" / "Prefect_Exercises.py"
+    undone.parent.mkdir()
+    undone.write_text(source)
+    return undone
+
+
+@pytest.fixture(scope="module")
+def verdicts(workshop_env, tmp_path_factory) -> dict[tuple[str, int], tuple[bool, str]]:
+    """Every TODO of the solution and of the alternative answer, and each TODO of the solution undone."""
+    folder = tmp_path_factory.mktemp("undone")
+    answers = [str(SOLUTION), str(ALTERNATIVE)]
+    plan = [(answer, number) for answer in answers for number in range(1, 9)]
+    plan += [(str(_undone(number, folder)), number) for number in UNDO]
     result = subprocess.run(
-        [sys.executable, "-c", CHECK_EACH, json.dumps(plan)],
+        [sys.executable, "-c", CHECK_EACH, json.dumps([answers, plan])],
         capture_output=True,
         text=True,
         env={**os.environ, **workshop_env},
-        timeout=600,
+        timeout=900,
         check=False,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = [line.removeprefix("VERDICT ") for line in result.stdout.splitlines() if line.startswith("VERDICT ")]
-    verdicts = {number: (done, seen) for number, done, seen in map(json.loads, lines)}
-    assert sorted(verdicts) == sorted(UNDO)
-    assert not any(done for done, _ in verdicts.values()), verdicts
+    found = {(path, number): (done, seen) for path, number, done, seen in map(json.loads, lines)}
+    assert len(found) == len(plan), result.stdout[-3000:]
+    return found
+
+
+@pytest.mark.parametrize("answer", [SOLUTION, ALTERNATIVE], ids=["solution", "alternative"])
+def test_a_correct_answer_passes_every_todo(answer, verdicts):
+    failed = {number: seen for (path, number), (done, seen) in verdicts.items() if path == str(answer) and not done}
+    assert not failed
+
+
+def test_each_todo_undone_is_reported(verdicts):
+    undone = {number: seen for (path, number), (done, seen) in verdicts.items() if f"undone_{number}" in path}
+    assert sorted(undone) == sorted(UNDO)
+    wrongly_passed = {
+        number: seen for (path, number), (done, seen) in verdicts.items() if f"undone_{number}" in path and done
+    }
+    assert not wrongly_passed
+
+
+def test_the_cli_checks_a_file_and_registers_its_deployment(workshop_env):
+    deployed = run_script(EXERCISES, "deploy", "--module", str(SOLUTION), env=workshop_env)
+    assert deployed.returncode == 0 and "enregistré" in deployed.stdout, deployed.stdout + deployed.stderr[-3000:]
+    result = _check(workshop_env, "--module", str(SOLUTION), "--todo", "8")
+    assert result.returncode == 0 and "✅ TODO 8" in result.stdout and "1/1 exercices terminés" in result.stdout
