@@ -215,7 +215,11 @@ def test_kfp_pipeline_runs_in_the_project_image_with_the_docker_runner(base_imag
         check=False,
     )
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    server = MlflowServer(serve_artifacts=True)  # the containers send artifacts over HTTP
+    try:
+        server = MlflowServer(serve_artifacts=True)  # the containers send artifacts over HTTP
+    except BaseException:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
+        raise
     root = tmp_path / "root"
     root.mkdir()
     dataset = root / "customer_data.csv"  # under the pipeline root: the folder DockerRunner mounts
