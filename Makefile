@@ -24,6 +24,12 @@ lock: venv
 	    --extra $$extra -o locks/$$extra.txt; done
 	$(VENV)/bin/uv pip compile --native-tls -q pyproject.toml --universal --python-version 3.11 \
 	  --extra dev --extra bench -o locks/bench.txt
+	@# The images: the Dagster one first, so the Prefect one shares its versions (one dependency layer).
+	@for extra in stack-dagster kfp-image; do \
+	  $(VENV)/bin/uv pip compile --native-tls -q pyproject.toml --universal --python-version 3.11 \
+	    --extra $$extra -o locks/$$extra.txt; done
+	$(VENV)/bin/uv pip compile --native-tls -q pyproject.toml --universal --python-version 3.11 \
+	  --extra stack -c locks/stack-dagster.txt -o locks/stack.txt
 	$(VENV)/bin/uv pip compile --native-tls -q pyproject.toml --universal --python-version 3.11 \
 	  --extra quix -o locks/quix.txt
 	$(VENV)/bin/uv pip compile --native-tls -q pyproject.toml --universal --python-version 3.11 \

@@ -97,7 +97,8 @@ def start_server(name: str, command: list[str], folder: Path, health_url: str, e
     """A server in its own process group, logging to ``folder``; the test fails (with the log) unless it answers."""
     process = start_background(command, folder / "server.log", env)
     try:
-        wait_http(health_url, timeout=120, process=process)
+        # Generous: on a loaded 2-core machine an MLflow server has taken 155 s to answer its first request.
+        wait_http(health_url, timeout=300, process=process)
     except MlprepError as error:
         stop_server(process, None)
         pytest.fail(f"{name}: {error}\n{(folder / 'server.log').read_text()[-3000:]}")

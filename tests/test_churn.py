@@ -151,6 +151,16 @@ def test_kfp_pipelines_compile_with_their_parameters(tmp_path):
     } <= set(parameters)
     assert {"load-and-preprocess-data", "train-model", "evaluate-model"} <= set(spec["root"]["dag"]["tasks"])
     assert "condition-1" in spec["root"]["dag"]["tasks"] or any("condition" in t for t in spec["root"]["dag"]["tasks"])
+    # A pipeline submitted again trains and registers again: those steps never come from KFP's cache.
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["load-and-preprocess-data"]["cachingOptions"] == {"enableCache": True}
+    assert not tasks["train-model"].get("cachingOptions", {}).get("enableCache")
+    register = spec["components"]["comp-condition-1"]["dag"]["tasks"]["register-and-promote"]
+    assert not register.get("cachingOptions", {}).get("enableCache")
+    # Every component runs in the project's image, which already holds kfp: pods install nothing.
+    for executor in spec["deploymentSpec"]["executors"].values():
+        assert executor["container"]["image"] == "churn-kfp:latest"
+        assert "pip install" not in " ".join(executor["container"]["command"])
 
 
 def test_kfp_pipelines_run_locally_and_leave_the_registry_state(tracking_server, dataset, tmp_path):
@@ -161,7 +171,7 @@ def test_kfp_pipelines_run_locally_and_leave_the_registry_state(tracking_server,
         "CHURN_DATASET_URI": str(dataset),
         "MODEL_NAME": name,
         "KFP_PIPELINE_ROOT": str(tmp_path / "root"),
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),  # this checkout's churn
     }
     training = subprocess.run(
         [sys.executable, "-m", "pipelines.kfp.run_local", "training"],
@@ -189,3 +199,56 @@ def test_kfp_pipelines_run_locally_and_leave_the_registry_state(tracking_server,
     )
     assert inference.returncode == 0, inference.stderr[-3000:]
     assert "pipeline output: 1500" in inference.stdout
+
+
+def test_kfp_pipeline_runs_in_the_project_image_with_the_docker_runner(base_image, tmp_path):
+    """docker/Dockerfile.kfp holds what the components import: the pipeline runs in it as on a cluster."""
+    from infra import MlflowServer
+
+    tag = f"churn-kfp:test-{uuid.uuid4().hex[:8]}"
+    built = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "build_kfp_image.sh"), tag],
+        env={**os.environ, "BASE_IMAGE": base_image},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    try:
+        server = MlflowServer(serve_artifacts=True)  # the containers send artifacts over HTTP
+    except BaseException:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
+        raise
+    root = tmp_path / "root"
+    root.mkdir()
+    dataset = root / "customer_data.csv"  # under the pipeline root: the folder DockerRunner mounts
+    data.generate(800, seed=3).to_csv(dataset, index=False)
+    name = f"churn-docker-{uuid.uuid4().hex[:6]}"
+    try:
+        training = subprocess.run(
+            [sys.executable, "-m", "pipelines.kfp.run_local", "training"],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                **server.env(),
+                "KFP_RUNNER": "docker",
+                "KFP_IMAGE": tag,
+                "CHURN_DATASET_URI": str(dataset),
+                "MODEL_NAME": name,
+                "KFP_PIPELINE_ROOT": str(root),
+                "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),  # this checkout's churn
+            },
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        assert training.returncode == 0, training.stdout[-3000:] + training.stderr[-3000:]
+        assert f"Found image '{tag}'" in training.stdout + training.stderr  # the local image, no pull
+        client = MlflowClient(tracking_uri=server.url)
+        champion = client.get_model_version_by_alias(name, "champion")
+        assert client.get_run(champion.tags["run_id"]).data.metrics["roc_auc"] > 0.75
+    finally:
+        server.stop()
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)

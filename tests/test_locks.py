@@ -36,11 +36,26 @@ def test_the_runtime_lock_pins_every_runtime_dependency_with_hashes():
 
 @pytest.mark.parametrize(
     ("lock", "extras"),
-    [("dev", ["dev"]), ("workshop", ["workshop"]), ("airflow", ["airflow"]), ("bench", ["dev", "bench"])],
+    [
+        ("dev", ["dev"]),
+        ("workshop", ["workshop"]),
+        ("airflow", ["airflow"]),
+        ("bench", ["dev", "bench"]),
+        ("stack", ["stack"]),
+        ("stack-dagster", ["stack"]),
+        ("kfp-image", ["kfp-image"]),
+    ],
 )
 def test_each_venv_lock_pins_its_extras(lock, extras):
     wanted = names(PROJECT["dependencies"])
     for extra in extras:
-        wanted |= names(PROJECT["optional-dependencies"][extra])
+        wanted |= names(r for r in PROJECT["optional-dependencies"][extra] if "[" not in r)
     missing = wanted - set(locked(ROOT / "locks" / f"{lock}.txt"))
     assert not missing, f"locks/{lock}.txt lacks {sorted(missing)}: run make lock"
+
+
+def test_the_stack_images_share_one_dependency_layer_without_jupyter_or_pytest():
+    prefect, dagster = locked(ROOT / "locks" / "stack.txt"), locked(ROOT / "locks" / "stack-dagster.txt")
+    assert {name: version for name, version in prefect.items() if dagster.get(name) != version} == {}
+    assert not {"jupyter-client", "ipykernel", "nbclient", "pytest", "dagster"} & set(prefect)
+    assert "dagster" in dagster

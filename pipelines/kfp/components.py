@@ -1,7 +1,9 @@
 """KFP components: thin wrappers that call the `churn` package's steps (the logic lives there).
 
-On a cluster, the components run in KFP_BASE_IMAGE, an image holding this project (`pip install .`);
-locally (run_local.py) they run in this virtualenv.
+On a cluster (and with kfp.local's DockerRunner) the components run in KFP_IMAGE, built from this
+project by docker/Dockerfile.kfp: it holds the churn package, what it imports (pandas, scikit-learn,
+MLflow) and kfp itself, so a pod installs nothing at start (no network needed beyond MLflow's).
+Locally (run_local.py) they run in this virtualenv.
 """
 
 import os
@@ -9,10 +11,12 @@ import os
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-BASE_IMAGE = os.environ.get("KFP_BASE_IMAGE", "mlflow-preprocessing-runner:latest")
+# The image docker/Dockerfile.kfp builds (scripts/build_kfp_image.sh); push it where the cluster pulls from
+# and compile with KFP_IMAGE=<registry>/churn-kfp:<tag>.
+IMAGE = os.environ.get("KFP_IMAGE", "churn-kfp:latest")
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def load_and_preprocess_data(
     churn_dataset_uri: str,
     test_size_ratio: float,
@@ -31,7 +35,7 @@ def load_and_preprocess_data(
     split.y_test.to_csv(y_test.path, index=False)
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def train_model(
     x_train: Input[Dataset],
     y_train: Input[Dataset],
@@ -64,7 +68,7 @@ def train_model(
     return run.model_uri
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def evaluate_model(
     x_test: Input[Dataset],
     y_test: Input[Dataset],
@@ -91,7 +95,7 @@ def evaluate_model(
     return scores["roc_auc"]
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def register_and_promote(model_uri: str, mlflow_tracking_uri: str, model_name: str, min_roc_auc: float) -> str:
     """Register a version (alias candidate-latest, pending), then promote it to champion or reject it."""
     import json
@@ -106,7 +110,7 @@ def register_and_promote(model_uri: str, mlflow_tracking_uri: str, model_name: s
     return json.dumps(tracking.promote(model_name, version, threshold=min_roc_auc).as_dict())
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def batch_inference(
     churn_dataset_uri: str, model_uri: str, mlflow_tracking_uri: str, predictions: Output[Dataset]
 ) -> int:

@@ -36,6 +36,8 @@ def training_pipeline(
         n_estimators=n_estimators,
         max_depth=max_depth,
     )
+    # A run submitted again must train (new data behind the same URI) and register: never from KFP's cache.
+    trained.set_caching_options(enable_caching=False)
     evaluated = evaluate_model(
         x_test=data.outputs["x_test"],
         y_test=data.outputs["y_test"],
@@ -49,7 +51,7 @@ def training_pipeline(
             mlflow_tracking_uri=mlflow_tracking_uri,
             model_name=model_name,
             min_roc_auc=min_roc_auc,
-        )
+        ).set_caching_options(enable_caching=False)
     return evaluated.outputs["Output"]
 
 
@@ -61,6 +63,8 @@ def inference_pipeline(
     mlflow_experiment_name: str = "churn",
     model_name: str = "churn",
 ) -> int:
-    return batch_inference(
+    # The alias may point to another version since the last run: predict again, never from the cache.
+    predicted = batch_inference(
         churn_dataset_uri=churn_dataset_uri, model_uri=model_uri, mlflow_tracking_uri=mlflow_tracking_uri
-    ).outputs["Output"]
+    ).set_caching_options(enable_caching=False)
+    return predicted.outputs["Output"]

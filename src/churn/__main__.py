@@ -1,4 +1,4 @@
-"""``python -m churn generate|train|predict``: the pipeline without an orchestrator."""
+"""``python -m churn generate|train|predict``: the pipeline without an orchestrator; ``doctor``: the laptop's check."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
-from churn import data, pipeline, tracking
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--model-uri", default="models:/churn@champion")
     predict.add_argument("--input", type=Path, default=Path("data/customer_data.csv"))
     predict.add_argument("--output", type=Path, default=Path("data/predictions.csv"))
+    commands.add_parser("doctor", help="diagnostic du poste avant l'atelier (Python, ports, Docker, MLflow)")
     args = parser.parse_args(argv)
+    if args.command == "doctor":
+        from churn import doctor
+
+        return doctor.main()
+    # Imported here: `doctor` must answer fast on a laptop, without loading MLflow and scikit-learn.
+    from churn import data, pipeline, tracking
+
     if args.command == "generate":
         args.out.parent.mkdir(parents=True, exist_ok=True)
         data.generate(args.rows, args.seed).to_csv(args.out, index=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,16 +22,25 @@ from churn import data
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = ROOT / "data" / "customer_data.csv"
+ENV_FILE = ROOT / ".env"
 STACK_MLFLOW = "http://localhost:{port}"
+# Without the stack, the one local store of scripts and notebooks alike (never one per current folder).
+LOCAL_STORE = ROOT / "mlflow.db"
 
 
 class WorkshopSettings(BaseSettings):
     """The workshop's environment variables, typed: a wrong value is named when a script starts."""
 
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    # The same .env as docker compose (at the repository's root, whatever the current folder): the port
+    # the stack publishes MLflow on is the port scripts and notebooks talk to. The environment wins.
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=False, extra="ignore", env_file=ENV_FILE, env_file_encoding="utf-8"
+    )
 
     mlflow_tracking_uri: str | None = None
     mlflow_port: int = Field(5000, ge=1, le=65535, description="the Docker stack's MLflow port on this machine")
+    prefect_port: int = Field(4200, ge=1, le=65535, description="the Docker stack's Prefect port on this machine")
+    dagster_port: int = Field(3000, ge=1, le=65535, description="the Docker stack's Dagster port on this machine")
     churn_data_path: Path | None = None
     # Webhook URLs carry their token: never printed.
     discord_webhook_url: SecretStr | None = None
@@ -70,16 +80,25 @@ def _answers(url: str) -> bool:
 
 
 def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI if set; else the Docker stack's MLflow if it answers; else a local sqlite file.
+    """MLFLOW_TRACKING_URI if set; else the stack's MLflow (MLFLOW_PORT, from the environment or .env).
 
-    Students start the stack (``docker compose up -d``) and see their runs in its UI without setting
-    anything; without Docker the workshop still runs, on ``mlflow.db`` in the current folder.
+    Scripts and notebooks call this, so they share one store: the stack's. If it does not answer, runs go
+    to ``mlflow.db`` at the repository's root, and a warning on stderr says so (``python -m churn doctor``
+    tells why).
     """
     config = settings()
     if config.mlflow_tracking_uri:
         return config.mlflow_tracking_uri
     stack = STACK_MLFLOW.format(port=config.mlflow_port)
-    return stack if _answers(stack) else f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    if _answers(stack):
+        return stack
+    print(
+        f"MLflow ne répond pas sur {stack} (MLFLOW_PORT={config.mlflow_port}) : les runs vont dans {LOCAL_STORE}, "
+        "que l'UI de la stack ne montre pas. Démarrez la stack (docker compose up -d) ; "
+        "diagnostic : python -m churn doctor",
+        file=sys.stderr,
+    )
+    return f"sqlite:///{LOCAL_STORE}"
 
 
 def configure_mlflow(experiment: str) -> str:

@@ -16,15 +16,26 @@ def test_an_explicit_data_path_that_does_not_exist_is_named(monkeypatch, tmp_pat
     assert not missing.exists()  # nothing was written in its place
 
 
-def test_mlflow_uri_env_then_the_stack_then_a_local_file(monkeypatch, tmp_path, mlflow_stack):
+def test_mlflow_uri_env_then_the_stack_then_one_local_store(monkeypatch, tmp_path, mlflow_stack, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
     assert workshop.tracking_uri() == "http://mlflow.example:5000"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     monkeypatch.setenv("MLFLOW_PORT", str(mlflow_stack.port))  # the stack's MLflow answers on that port
     assert workshop.tracking_uri() == f"http://localhost:{mlflow_stack.port}"
-    monkeypatch.setenv("MLFLOW_PORT", str(free_port()))  # nothing answers: a local store
-    assert workshop.tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_PORT", str(free_port()))  # nothing answers: the one local store, said aloud
+    assert workshop.tracking_uri() == f"sqlite:///{workshop.ROOT / 'mlflow.db'}"
+    assert "python -m churn doctor" in capsys.readouterr().err
+
+
+def test_the_port_of_the_env_file_is_the_port_scripts_use(monkeypatch, tmp_path, mlflow_stack):
+    # docker compose publishes MLflow on MLFLOW_PORT of .env: scripts and notebooks read the same file.
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"MLFLOW_PORT={mlflow_stack.port}\n")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_PORT", raising=False)
+    monkeypatch.setitem(workshop.WorkshopSettings.model_config, "env_file", env_file)
+    assert workshop.tracking_uri() == f"http://localhost:{mlflow_stack.port}"
 
 
 def test_a_notification_that_cannot_be_sent_is_reported_not_raised(monkeypatch, capsys, webhook_receiver):

@@ -16,7 +16,6 @@ from infra import start_background
 
 PREFECT = WORKSHOP / "02_prefect"
 REFERENCE = PREFECT / "Prefect_Workshop.py"
-EXERCISES = PREFECT / "Prefect_Exercises.py"
 
 
 def test_part1_tasks_and_flows(workshop_env):
@@ -71,18 +70,6 @@ def test_part7_notifications_reach_discord_and_slack(workshop_env, webhook_recei
     assert len(discord) == len(slack) == 2
     assert discord[0].startswith("✅") and "ROC AUC" in discord[0]
     assert slack[1].startswith("❌") and "test_size_ratio must be between 0 and 1" in slack[1]
-
-
-def test_exercises_checker_lists_what_is_missing_and_passes_the_reference(workshop_env):
-    shipped = run_script(EXERCISES, "check", env=workshop_env)
-    assert shipped.returncode == 1 and "0/8 exercices terminés" in shipped.stdout
-    assert "retry_delay_seconds=[10, 30, 60]" in shipped.stdout
-    reference = run_script(EXERCISES, "check", "--module", "Prefect_Workshop", env=workshop_env)
-    assert reference.returncode == 0, reference.stdout + reference.stderr
-    assert "8/8 exercices terminés" in reference.stdout
-    # The starting point runs as plain Python (with a source that does not fail, since it has no retries yet).
-    plain = run_script(EXERCISES, "run", env={**workshop_env, "WORKSHOP_FAILURE_RATE": "0"})
-    assert plain.returncode == 0, plain.stderr[-3000:]
 
 
 def test_deploy_without_a_server_says_what_to_do(workshop_env):
