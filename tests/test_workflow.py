@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
+import pytest
 import yaml
 from conftest import ROOT
 
@@ -107,3 +109,59 @@ def test_a_null_run_id_is_resolved_through_mlflow(mlflow_server, example_run):
     assert resolved.stdout == f"run_id={example_run}\n"  # a GITHUB_OUTPUT line
     unknown = subprocess.run([*resolver, "no-such-model", "1"], capture_output=True, text=True, env=env, check=False)
     assert unknown.returncode == 1 and "no preprocessing to build" in unknown.stderr
+
+
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
+
+
+@pytest.fixture(scope="module")
+def actionlint() -> list[str]:
+    from infra import ensure_actionlint
+
+    return ensure_actionlint()
+
+
+def test_actionlint_finds_nothing_in_any_workflow(actionlint):
+    assert WORKFLOWS
+    result = subprocess.run([*actionlint, *map(str, WORKFLOWS)], capture_output=True, text=True, check=False)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_actionlint_reports_a_broken_workflow(actionlint, tmp_path):
+    """The linter really runs: an unknown job key, an untrusted payload in a run: line are findings."""
+    text = WORKFLOW.read_text()
+    broken = {
+        'unexpected key "run-on"': text.replace("runs-on: ubuntu-latest", "run-on: ubuntu-latest", 1),
+        '"github.event.head_commit.message" is potentially untrusted': text.replace(
+            '"$MODEL_NAME"', "${{ github.event.head_commit.message }}", 1
+        ),
+    }
+    for finding, content in broken.items():
+        path = tmp_path / "broken.yml"
+        path.write_text(content)
+        result = subprocess.run([*actionlint, str(path)], capture_output=True, text=True, check=False)
+        assert result.returncode == 1, result.stderr
+        assert finding in result.stdout
+
+
+def test_shellcheck_finds_nothing_in_any_run_script():
+    """What actionlint checks with shellcheck when it runs natively (its WebAssembly build cannot)."""
+    if shutil.which("shellcheck") is None:
+        from infra import _apt_install
+
+        _apt_install("shellcheck")
+    for path in WORKFLOWS:
+        document = yaml.safe_load(path.read_text())
+        for name, job in document["jobs"].items():
+            for index, step in enumerate(job.get("steps", [])):
+                if "run" not in step:
+                    continue
+                result = subprocess.run(
+                    # actionlint's own options: bash (the runner's default shell), its excluded codes
+                    ["shellcheck", "--norc", "--shell=bash", "--exclude=SC1091,SC2194,SC2050,SC2154,SC2157", "-"],
+                    input=step["run"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                assert result.returncode == 0, f"{path.name} job {name} step {index}:\n{result.stdout}"

@@ -45,12 +45,22 @@ def _stderr(line: str) -> None:
 DOCKER = Path(__file__).resolve().parent / "docker"  # package data: Dockerfiles, entrypoints, the lock
 PACKAGE = Path(mlprep.__file__).resolve().parent
 RUNTIME_LOCK = DOCKER / "runtime.lock"  # the runtime's dependencies, pinned with hashes (make lock)
+BUILD_API_LOCK = DOCKER / "build-api.lock"  # the runtime's and the build side's, for the build API image
+BUILD_API_DOCKERFILE = DOCKER / "Dockerfile.build-api"
+BUILD_API_IMAGE = "mlprep-build-api"  # the name deploy/kubernetes/overlays/build-api pins
 LEFT_OUT = ("build",)  # what images never hold: this build side (MLflow client, Docker access, build API)
 
 
 def dockerfiles() -> dict[str, Path]:
-    """The Dockerfiles shipped with the package, by name (what the build API may choose from)."""
-    return {p.name: p for p in sorted(DOCKER.iterdir()) if p.is_file() and p.name.startswith("Dockerfile")}
+    """The Dockerfiles shipped with the package, by name (what the build API may choose from).
+
+    Not the build API's own: it builds no preprocessing image.
+    """
+    return {
+        p.name: p
+        for p in sorted(DOCKER.iterdir())
+        if p.is_file() and p.name.startswith("Dockerfile") and p != BUILD_API_DOCKERFILE
+    }
 
 
 def default_base_image(python_version: str) -> str:
@@ -194,16 +204,22 @@ def _push_and_record(
 def _assemble_runner(context: Path) -> None:
     """What the image runs, beside the fetched preprocessing: the runtime and its front ends only."""
 
-    def ignore(folder: str, names: list[str]) -> set[str]:
-        skipped = {n for n in names if n == "__pycache__" or n.endswith(".pyc")}
-        return skipped | (set(LEFT_OUT) & set(names) if Path(folder) == PACKAGE else set())
-
-    shutil.copytree(PACKAGE, context / "lib" / "mlprep", ignore=ignore)
+    _copy_package(context / "lib" / "mlprep", LEFT_OUT)
     (context / "runner").mkdir()
     shutil.copy2(DOCKER / "runner.py", context / "runner" / "runner.py")
     for name in ("entrypoint.sh", "mlprep"):
         shutil.copy2(DOCKER / name, context / name)
     shutil.copy2(RUNTIME_LOCK, context / "runtime.lock")
+
+
+def _copy_package(destination: Path, left_out: tuple[str, ...] = ()) -> None:
+    """``mlprep`` into ``destination``, without caches and the sub-packages ``left_out``."""
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skipped = {n for n in names if n == "__pycache__" or n.endswith(".pyc")}
+        return skipped | (set(left_out) & set(names) if Path(folder) == PACKAGE else set())
+
+    shutil.copytree(PACKAGE, destination, ignore=ignore)
 
 
 def _labels(image: str, version: str, base: str, uri: str, specific: dict[str, str]) -> dict[str, str]:
@@ -372,3 +388,53 @@ def _installed_mlflow() -> str:
         return version("mlflow")
     except PackageNotFoundError:
         return version("mlflow-skinny")
+
+
+# --- build API image -------------------------------------------------------------------------------
+
+
+def build_build_api_image(
+    image_name: str = BUILD_API_IMAGE,
+    tag: str | None = None,
+    base_image: str | None = None,
+    python_version: str = "3.11",
+    log: Log = _stderr,
+    cancel: threading.Event | None = None,
+    push: bool = False,
+    registry: str | None = None,
+) -> BuildResult:
+    """The image of ``mlprep build-api``: the whole package, its build side and the Docker CLI.
+
+    Tagged with this mlprep version unless ``tag``; ``push`` pushes it (nothing is recorded in MLflow:
+    no run or model version owns it).
+    """
+    image = publish.qualify(check_image_name(image_name), registry)
+    tag = check_tag(tag or mlprep.__version__)
+    check_python_version(python_version)
+    if base_image:
+        check_image_reference(base_image)
+    begin = time.monotonic()
+    docker_cli.engine_version()
+    base = base_image or default_base_image(python_version)
+    with tempfile.TemporaryDirectory(prefix="mlprep-build-api-") as scratch:
+        context = Path(scratch)
+        _copy_package(context / "lib" / "mlprep")
+        shutil.copy2(DOCKER / "mlprep", context / "mlprep")
+        shutil.copy2(BUILD_API_LOCK, context / "build-api.lock")
+        labels = {
+            "org.opencontainers.image.title": image,
+            "org.opencontainers.image.version": mlprep.__version__,
+            "org.opencontainers.image.base.name": base,
+            "io.mlprep.version": mlprep.__version__,
+        }
+        log(f"building {image}:{tag} from {base}")
+        docker_begin = time.monotonic()
+        _docker_build(context, BUILD_API_DOCKERFILE, f"{image}:{tag}", python_version, base, labels, log, cancel)
+        docker_seconds = time.monotonic() - docker_begin
+    reference = f"{image}:{tag}"
+    result = BuildResult(image, tag, docker_cli.image_size(reference), time.monotonic() - begin, labels, docker_seconds)
+    if push:
+        log(f"pushing {reference}")
+        result.digest = publish.push(reference, log, cancel).digest
+    log(result.summary())
+    return result

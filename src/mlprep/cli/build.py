@@ -1,4 +1,4 @@
-"""``mlprep fetch``, ``build``, ``build-model``, ``base-image``, ``build-api``: the build side.
+"""``mlprep fetch``, ``build``, ``build-model``, ``base-image``, ``build-api``, ``build-api-image``: the build side.
 
 Registered only where the build side is installed (not in images, which run records and build nothing).
 """
@@ -150,6 +150,25 @@ def register(commands: argparse._SubParsersAction, settings: Settings) -> None:
     build_api.add_argument("--port", type=int, default=settings.build_api_port, help="env BUILD_API_PORT (8000)")
     build_api.set_defaults(handler=_build_api)
 
+    api_image = commands.add_parser(
+        "build-api-image",
+        help="build the Docker image of the build API (mlprep with its build side and the Docker CLI)",
+        description="Build the image deploy/kubernetes/overlays/build-api runs: `mlprep build-api` as user "
+        "10001, with the Docker CLI for an engine reached through DOCKER_HOST or a mounted socket.",
+        epilog="examples:\n  mlprep build-api-image\n"
+        "  mlprep build-api-image --base-image mlprep-base:3.11-bookworm\n"
+        "  mlprep build-api-image --registry ghcr.io/example --push\n\n"
+        "then:\n  docker run -d -p 8000:8000 -e BUILD_API_TOKEN=change-me -e DOCKER_HOST=tcp://engine:2375 "
+        "mlprep-build-api:0.1.0",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    api_image.add_argument(
+        "image_name", metavar="IMAGE_NAME", nargs="?", default="mlprep-build-api", help="default mlprep-build-api"
+    )
+    api_image.add_argument("--tag", help="image tag (default: the mlprep version)")
+    image_options(api_image, settings)
+    api_image.set_defaults(handler=_build_api_image)
+
 
 def _fetch(args: argparse.Namespace, settings: Settings) -> int:
     from mlprep.build.fetch import fetch
@@ -184,6 +203,21 @@ def _build_model(args: argparse.Namespace, settings: Settings) -> int:
 
     result = build_model_image(
         args.model_source,
+        args.image_name,
+        args.tag,
+        args.base_image,
+        args.python_version,
+        push=args.push,
+        registry=args.registry,
+    )
+    print(result.digest or result.reference)
+    return 0
+
+
+def _build_api_image(args: argparse.Namespace, settings: Settings) -> int:
+    from mlprep.build.images import build_build_api_image
+
+    result = build_build_api_image(
         args.image_name,
         args.tag,
         args.base_image,
