@@ -9,6 +9,7 @@ import sys
 import uuid
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -60,6 +61,42 @@ def test_sample_data_is_seeded_realistic_and_learnable(dataset, tmp_path):
     assert scores["roc_auc"] > 0.8
     shipped = ROOT / "data" / "customer_data.csv"
     assert shipped.stat().st_size < 500_000 and len(pd.read_csv(shipped)) == 2000
+
+
+def test_monthly_customers_drift_after_the_price_rise():
+    months = data.generate_months(4, rows=800)
+    assert data.generate_month(2).equals(data.generate_month(2))  # a month is always the same table
+    assert months["customer_id"].is_unique and sorted(months[data.MONTH].unique()) == [
+        "2025-01",
+        "2025-02",
+        "2025-03",
+        "2025-04",
+    ]
+    by_month = months.groupby(data.MONTH).agg(churn=("Churn", "mean"), price=("monthly_charges", "mean"))
+    before, after = by_month.loc[["2025-01", "2025-02"]], by_month.loc[["2025-03", "2025-04"]]
+    assert after["price"].min() > before["price"].max() * 1.05  # prices rise...
+    assert after["churn"].min() > before["churn"].max() + 0.05  # ...and churn with them
+    split = data.split_newest_month(months)
+    assert set(split.x_test[data.MONTH]) == {"2025-04"} and len(split.x_test) == 400
+    assert len(split.x_train) == 2800 and not set(split.x_train.index) & set(split.x_test.index)
+    with pytest.raises(ValueError, match="test_size_ratio must be between 0 and 1"):
+        data.split_newest_month(months, 1.5)
+
+
+def test_the_bootstrap_gain_interval_separates_a_real_gain_from_noise():
+    months = data.generate_months(3)
+    split = data.split_newest_month(months)
+    x_test = features.transform_frame(split.x_test)
+    fitted = model.train(features.transform_frame(split.x_train), split.y_train)
+    scores = fitted.predict_proba(x_test)[:, 1]
+    same = model.compare(split.y_test, scores, scores)
+    assert same.gain == same.low == same.high == 0
+    noisy = scores + np.random.default_rng(0).normal(0, 0.3, len(scores))
+    better = model.compare(split.y_test, noisy, scores)
+    assert better.low > 0 and better.low <= better.gain <= better.high
+    assert better.gain == pytest.approx(better.challenger_auc - better.champion_auc)
+    cv = model.cross_validate(features.transform_frame(split.x_train), split.y_train)
+    assert 0.7 < cv["cv_roc_auc"] < 1 and 0 < cv["cv_roc_auc_std"] < 0.05
 
 
 def test_steps_end_to_end_with_registry_promotion(tracking_server, dataset, tmp_path):

@@ -19,10 +19,12 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from churn import data
+from churn.feed import Feed
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = ROOT / "data" / "customer_data.csv"
 ENV_FILE = ROOT / ".env"
+DEFAULT_FEED = ROOT / "data" / "feed"
 STACK_MLFLOW = "http://localhost:{port}"
 # Without the stack, the one local store of scripts and notebooks alike (never one per current folder).
 LOCAL_STORE = ROOT / "mlflow.db"
@@ -42,6 +44,8 @@ class WorkshopSettings(BaseSettings):
     prefect_port: int = Field(4200, ge=1, le=65535, description="the Docker stack's Prefect port on this machine")
     dagster_port: int = Field(3000, ge=1, le=65535, description="the Docker stack's Dagster port on this machine")
     churn_data_path: Path | None = None
+    churn_feed_dir: Path = Field(DEFAULT_FEED, description="where the monthly customer files are published")
+    churn_feed_months: int = Field(data.MONTHS, ge=1, description="how many months the feed publishes at most")
     # Webhook URLs carry their token: never printed.
     discord_webhook_url: SecretStr | None = None
     slack_webhook_url: SecretStr | None = None
@@ -67,6 +71,12 @@ def data_path() -> Path:
         DEFAULT_DATA.parent.mkdir(parents=True, exist_ok=True)
         data.generate().to_csv(DEFAULT_DATA, index=False)
     return DEFAULT_DATA
+
+
+def customer_feed() -> Feed:
+    """The monthly customer feed of ``CHURN_FEED_DIR`` (``data/feed`` by default)."""
+    config = settings()
+    return Feed(config.churn_feed_dir, config.churn_feed_months)
 
 
 def _answers(url: str) -> bool:
@@ -115,7 +125,8 @@ class FlakySource:
     """A customer API that fails now and then, as real ones do (timeouts, rate limits).
 
     ``failures`` first calls fail, then calls succeed; with ``failure_rate`` set instead, each call
-    fails at random. The counter lives in the instance, so a retry sees the next call.
+    fails at random. The counter lives in the instance, so a retry sees the next call. ``path`` is a
+    CSV file, or a feed folder (every month published so far).
     """
 
     def __init__(self, path: Path, failures: int = 2, failure_rate: float = 0.0) -> None:
@@ -125,7 +136,7 @@ class FlakySource:
         self.calls += 1
         if self.calls <= self.failures or random.random() < self.failure_rate:  # noqa: S311 (a simulation)
             raise ConnectionError(f"customer API unavailable (call {self.calls}): 503 Service Unavailable")
-        return pd.read_csv(self.path)
+        return Feed(self.path).load() if self.path.is_dir() else pd.read_csv(self.path)
 
 
 def _post(url: str, payload: dict) -> None:

@@ -25,6 +25,7 @@ DEFAULTS: MappingProxyType[str, Any] = MappingProxyType(
         "api_host": "0.0.0.0",  # noqa: S104 - a container must listen on every interface
         "api_port": 8000,
         "api_workers": 1,
+        "api_inline": "auto",
         "api_access_log": False,
         "max_body_bytes": 10 * 1024 * 1024,
         "max_record_bytes": 32 * 1024 * 1024,

@@ -62,6 +62,7 @@ def workshop_env(mlflow_stack, prefect_server, tmp_path_factory) -> dict[str, st
         "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-client")),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "CHURN_DATA_PATH": str(DATA),
+        "CHURN_FEED_DIR": str(tmp_path_factory.mktemp("feed")),
         "WORKSHOP_EXPENSIVE_SECONDS": "0.5",
         "DAGSTER_HOME": str(tmp_path_factory.mktemp("dagster-home")),
     }
@@ -83,6 +84,18 @@ def run_script(
         env={**os.environ, **env},
         timeout=timeout,
         cwd=cwd,
+        check=False,
+    )
+
+
+def run_churn(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m churn ARGS`` (the trainer's commands) in the workshop's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "churn", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=300,
         check=False,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import WORKSHOP
 from infra import start_background, stop_server
+from mlflow.exceptions import MlflowException
 
 DAGSTER = WORKSHOP / "03_dagster"
 
@@ -66,6 +68,32 @@ def test_full_then_partial_materialisation_with_mlflow_metadata(reference, mlflo
     assert mlflow_client.get_run(second["mlflow_run_id"]).data.params["model_type"] == "random_forest"
     champion = mlflow_client.get_model_version_by_alias("churn-dagster", "champion").version
     assert int(champion) == (second["model_version"] if second["champion"] else first["model_version"])
+
+
+def test_monthly_partitions_reject_then_promote_on_the_price_rise_and_check_the_auc(reference, mlflow_client):
+    from dagster import AssetRecordsFilter, DagsterInstance
+
+    with contextlib.suppress(MlflowException):  # another test may have materialised the monthly assets
+        mlflow_client.delete_registered_model("churn-dagster-monthly")
+    outcomes = [reference.run_month(month) for month in ("2025-01", "2025-02", "2025-03")]
+    assert all(outcome["success"] for outcome in outcomes)
+    assert [outcome["monthly_model"]["champion"] for outcome in outcomes] == [True, False, True]
+    assert all(outcome["checks"] == {"holdout_auc_above_threshold": True} for outcome in outcomes)
+    champion = mlflow_client.get_model_version_by_alias("churn-dagster-monthly", "champion")
+    assert champion.tags["data_month"] == "2025-03"
+    # The drift is visible partition by partition.
+    instance = DagsterInstance.get()
+
+    def churn_rate(month: str) -> float:
+        selected = AssetRecordsFilter(reference.monthly_customers.key, asset_partitions=[f"{month}-01"])
+        (record,) = instance.fetch_materializations(selected, limit=1).records
+        return record.asset_materialization.metadata["churn_rate"].value
+
+    churn = {month: churn_rate(month) for month in ("2025-02", "2025-03")}
+    assert churn["2025-03"] > churn["2025-02"] + 0.05
+    # The asset check fails when the model misses the threshold (and the model is not promoted).
+    strict = reference.run_month("2025-04", threshold=0.99)
+    assert strict["checks"] == {"holdout_auc_above_threshold": False} and not strict["monthly_model"]["champion"]
 
 
 def test_metadata_on_every_materialisation(reference, dagster_env):

@@ -34,10 +34,24 @@ def test_notebook_runs_top_to_bottom(name, workshop_env, monkeypatch, tmp_path, 
     errors = [output for cell in book.cells for output in cell.get("outputs", []) if output.output_type == "error"]
     assert not errors
     if name == "01b_mlflow_transition":
-        assert mlflow_client.get_model_version_by_alias("churn-notebook", "champion") is not None
+        champion = mlflow_client.get_model_version_by_alias("churn-notebook", "champion")
         experiment = mlflow_client.get_experiment_by_name("churn-notebook")
         assert mlflow_client.search_runs([experiment.experiment_id], "tags.mlflow.runName = 'exercice-1'")
         served = next(c for c in book.cells if c.cell_type == "code" and "invocations" in c.source)
         assert served.outputs and "predictions" in str(served.outputs[-1])
+        # The champion is the best cross-validated configuration; the test set gave its final figure only.
+        assert champion_is_best_by_validation(mlflow_client, "churn-notebook", champion)
+        assert "test_roc_auc" in mlflow_client.get_run(champion.run_id).data.metrics
+        batch = next(c for c in book.cells if c.cell_type == "code" and "batch_predict" in c.source)
+        assert "nouveaux clients de clients_2025-01.csv" in str(batch.outputs)  # not the training file
     if name == "02_mlflow_organized":
         assert len(mlflow_client.search_model_versions("name='churn-organized'")) == 3
+        champion = mlflow_client.get_model_version_by_alias("churn-organized", "champion")
+        assert champion_is_best_by_validation(mlflow_client, "churn-organized", champion)
+
+
+def champion_is_best_by_validation(client, experiment: str, champion) -> bool:
+    """No run of the experiment has a better cross-validated ROC AUC than the champion's run."""
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    validated = [run.data.metrics["cv_roc_auc"] for run in runs if "cv_roc_auc" in run.data.metrics]
+    return client.get_run(champion.run_id).data.metrics["cv_roc_auc"] == max(validated)

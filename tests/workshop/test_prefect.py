@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import WORKSHOP, last_json, run_script
+from conftest import WORKSHOP, last_json, run_churn, run_script
 from infra import start_background
 
 PREFECT = WORKSHOP / "02_prefect"
@@ -29,13 +29,15 @@ def test_part2_retries_are_observed(workshop_env):
     assert "Retry 1/3" in result.stdout + result.stderr and "Retry 2/3" in result.stdout + result.stderr
 
 
-def test_part3_cache_hits_and_parallel_models(workshop_env):
-    first = last_json(run_script(REFERENCE, "part3", env=workshop_env))
-    assert first["second_call"] == "Cached"
-    assert len(first["scores"]) == 3 and all(0.7 < score <= 1 for score in first["scores"].values())
-    # The cache is keyed by the data's content and persisted: another process hits it at once.
-    again = last_json(run_script(REFERENCE, "part3", env=workshop_env))
-    assert again["first_call"] == "Cached"
+def test_part3_cache_misses_then_hits_on_every_run_and_selects_by_validation(workshop_env):
+    for _ in range(2):  # the second run finds the first run's cache, and still shows a real miss first
+        result = run_script(REFERENCE, "part3", env=workshop_env)
+        outcome = last_json(result)
+        assert (outcome["first_call"], outcome["second_call"]) == ("Completed", "Cached")
+    scores = outcome["scores"]  # cross-validated on the training split
+    assert len(scores) == 3 and all(0.7 < score <= 1 for score in scores.values())
+    assert outcome["best"] == max(scores, key=scores.get)
+    assert "validation croisée" in result.stdout + result.stderr and 0.7 < outcome["test_roc_auc"] <= 1
 
 
 def test_part4_typed_parameters_and_subflows(workshop_env):
@@ -48,14 +50,23 @@ def test_part4_typed_parameters_and_subflows(workshop_env):
 
 def test_part5_pipeline_tracks_and_registers(workshop_env, mlflow_client):
     outcome = last_json(run_script(REFERENCE, "part5", env=workshop_env))
+    assert outcome["month"] == "2025-01"  # an empty feed starts with its first month
     run = mlflow_client.get_run(outcome["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["model_type"] == "logistic_regression" and run.data.metrics["roc_auc"] > 0.75
+    assert run.data.metrics["cv_roc_auc_std"] > 0
+    # The rows the model learnt from are the run's dataset input.
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.name == "customers 2025-01..2025-01" and dataset.tags[0].value == "training"
     assert {"preprocessing.py", "requirements.txt"} <= {a.path for a in mlflow_client.list_artifacts(run.info.run_id)}
     version = mlflow_client.get_model_version("churn-prefect", outcome["version"])
     assert version.tags["validation_status"] in {"approved", "rejected"}
     assert mlflow_client.get_model_version_by_alias("churn-prefect", "candidate-latest").version == outcome["version"]
     assert mlflow_client.get_model_version_by_alias("churn-prefect", "champion") is not None
+    # Nothing new in the feed: the next run says so and registers nothing.
+    again = run_script(REFERENCE, "part5", env=workshop_env)
+    assert last_json(again)["skipped"] and "aucun nouveau mois depuis 2025-01" in again.stdout + again.stderr
+    assert len(mlflow_client.search_model_versions("name='churn-prefect'")) == int(outcome["version"])
 
 
 def test_part7_notifications_reach_discord_and_slack(workshop_env, webhook_receiver):
@@ -117,35 +128,75 @@ def await_scheduled_run(api: str, runner: subprocess.Popen, log: Path, already: 
     pytest.fail(f"no scheduled run completed within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
-def _mlflow_runs(client) -> int:
-    experiment = client.get_experiment_by_name("churn-prefect")
-    return len(client.search_runs([experiment.experiment_id])) if experiment else 0
+def _versions_by_month(client) -> dict[str, object]:
+    return {v.tags["data_month"]: v for v in client.search_model_versions("name='churn-prefect'")}
 
 
-def test_deployment_schedule_runs_by_itself_on_the_worker(workshop_env, prefect_server, mlflow_client, tmp_path):
+def _deployment_is_idle(api: str) -> bool:
+    deployment = _deployment(api)
+    return deployment["paused"] and not any(schedule["active"] for schedule in deployment["schedules"])
+
+
+def test_scheduled_months_reject_then_promote_and_reset_stops_it_all(
+    workshop_env, prefect_server, mlflow_client, tmp_path
+):
+    """Part 5 trains on January; then a worker runs the schedule, each run bringing a month. February
+    looks like January: its challenger is rejected; prices rise in March: its challenger wins on fresh
+    data and is promoted. The trainer's reset then leaves nothing running or registered."""
     api = prefect_server.api
-    deployed = run_script(REFERENCE, "deploy", "--interval", "10", env=workshop_env)
+    env = {**workshop_env, "CHURN_FEED_MONTHS": "3"}
+    cleared = run_churn("reset", "--yes", env=env)  # start from an empty store and feed
+    assert cleared.returncode == 0, cleared.stdout + cleared.stderr
+    assert last_json(run_script(REFERENCE, "part5", env=env))["month"] == "2025-01"  # as students do first
+    deployed = run_script(REFERENCE, "deploy", "--interval", "10", env=env)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert "python -m churn reset" in deployed.stdout  # the trainer is told how to stop it
     deployment = _deployment(api)
     schedules = {
         (s["schedule"].get("interval"), s["schedule"].get("cron"), s["active"]) for s in deployment["schedules"]
     }
     assert schedules == {(10.0, None, True), (None, "0 6 * * *", False)}
-    assert deployment["work_pool_name"] == "workshop-pool"
-    before = _mlflow_runs(mlflow_client)
+    assert deployment["work_pool_name"] == "workshop-pool" and deployment["parameters"] == {"new_month": True}
 
     # Nobody triggers anything: the worker polls the pool and runs what the schedule created.
-    env = {**os.environ, **workshop_env, "PYTHONPATH": str(PREFECT), "PREFECT_WORKER_QUERY_SECONDS": "2"}
+    path = os.pathsep.join(filter(None, [str(PREFECT), os.environ.get("PYTHONPATH")]))
+    worker_env = {**os.environ, **env, "PYTHONPATH": path, "PREFECT_WORKER_QUERY_SECONDS": "2"}
     log = tmp_path / "worker.log"
     worker = start_background(
-        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "workshop-pool", "--type", "process"], log, env
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "workshop-pool", "--type", "process"],
+        log,
+        worker_env,
     )
     try:
-        await_scheduled_run(api, worker, log, set(), timeout=300)
+        deadline = time.monotonic() + 600
+        while len(completed_scheduled_ids(api)) < 2:  # February, then March
+            assert time.monotonic() < deadline, f"{completed_scheduled_ids(api)}\n{log.read_text()[-3000:]}"
+            assert worker.poll() is None, log.read_text()[-3000:]
+            time.sleep(3)
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=30)
-    assert _mlflow_runs(mlflow_client) > before  # each scheduled run is a new MLflow run
+    versions = _versions_by_month(mlflow_client)
+    assert sorted(versions) == ["2025-01", "2025-02", "2025-03"]
+    assert len(mlflow_client.search_model_versions("name='churn-prefect'")) == 3  # one per month, no duplicate
+    status = {month: v.tags["validation_status"] for month, v in versions.items()}
+    assert status == {"2025-01": "approved", "2025-02": "rejected", "2025-03": "approved"}
+    assert mlflow_client.get_model_version_by_alias("churn-prefect", "champion").version == versions["2025-03"].version
+    rejected = mlflow_client.get_run(versions["2025-02"].tags["run_id"]).data.metrics
+    assert rejected["holdout_gain"] < 0.01 and rejected["champion_holdout_roc_auc"] > 0
+    promoted = mlflow_client.get_run(versions["2025-03"].tags["run_id"]).data.metrics
+    assert promoted["holdout_gain_low"] > 0 and promoted["holdout_gain"] >= 0.01
+
+    reset = run_churn("reset", "--yes", env=env)
+    assert reset.returncode == 0, reset.stdout + reset.stderr
+    assert "1 déploiement(s) en pause" in reset.stdout and "modèle(s) enregistré(s) supprimé(s)" in reset.stdout
+    assert mlflow_client.search_registered_models() == []
+    assert _deployment_is_idle(api) and completed_scheduled_ids(api) == set()
+    assert list(Path(env["CHURN_FEED_DIR"]).iterdir()) == []
+    # In class, deploying again switches the schedule back on.
+    redeployed = run_script(REFERENCE, "deploy", "--interval", "10", env=env)
+    assert redeployed.returncode == 0 and not _deployment_is_idle(api)
+    run_churn("reset", "--yes", env=env)  # and nothing runs behind the next tests' backs
 
 
 def test_deploy_serve_runs_the_schedule_from_the_terminal(workshop_env, prefect_server, tmp_path):

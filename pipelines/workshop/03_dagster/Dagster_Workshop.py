@@ -2,6 +2,7 @@
 
     python pipelines/workshop/03_dagster/Dagster_Workshop.py full      # matérialiser tous les assets
     python pipelines/workshop/03_dagster/Dagster_Workshop.py partial   # ré-entraîner seulement (modèle et aval)
+    python pipelines/workshop/03_dagster/Dagster_Workshop.py monthly 2025-01 2025-02 2025-03   # mois par mois
     dagster dev -f pipelines/workshop/03_dagster/Dagster_Workshop.py   # l'UI sur http://localhost:3000
 
 Le changement de paradigme : on ne décrit plus des tâches à exécuter mais les données qui doivent
@@ -19,6 +20,9 @@ from typing import Any
 
 import pandas as pd
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetSelection,
     Config,
@@ -27,9 +31,11 @@ from dagster import (
     Definitions,
     MaterializeResult,
     MetadataValue,
+    MonthlyPartitionsDefinition,
     Output,
     ScheduleDefinition,
     asset,
+    build_schedule_from_partitioned_job,
     define_asset_job,
     materialize,
 )
@@ -38,6 +44,10 @@ from churn import data, features, model, pipeline, tracking, workshop
 
 GROUP = "churn"
 MODEL_NAME = "churn-dagster"
+MONTHLY_GROUP = "churn_monthly"
+MONTHLY_MODEL_NAME = "churn-dagster-monthly"
+# Une partition par mois de clients : janvier à juin 2025 (la hausse des prix arrive en mars).
+MONTHS = MonthlyPartitionsDefinition(start_date=f"{data.FIRST_MONTH}-01", end_offset=0, end_date="2025-07-01")
 
 
 class MLflowResource(ConfigurableResource):
@@ -161,6 +171,109 @@ def registered_model(
     )
 
 
+# ---------------------------------------------------------------------------------------------------
+# Les mêmes données, mois par mois : des partitions mensuelles et une vérification (asset check).
+# ---------------------------------------------------------------------------------------------------
+def _month(context: AssetExecutionContext) -> int:
+    """Le numéro du mois de la partition (1 = 2025-01) ; sans partition (matérialiser tout), le premier."""
+    if not context.has_partition_key:
+        return 1
+    return (pd.Period(context.partition_key[:7], freq="M") - pd.Period(data.FIRST_MONTH, freq="M")).n + 1
+
+
+@asset(group_name=MONTHLY_GROUP, partitions_def=MONTHS)
+def monthly_customers(context: AssetExecutionContext) -> MaterializeResult:
+    """Les clients d'un mois : une partition par mois. Comparez les partitions dans l'UI (onglet Partitions,
+    graphes des métadonnées) : à partir de mars, les prix montent et le churn avec."""
+    frame = data.generate_month(_month(context))
+    return MaterializeResult(
+        metadata={
+            "rows": len(frame),
+            "churn_rate": round(float(frame[data.TARGET].mean()), 4),
+            "mean_monthly_charges": round(float(frame["monthly_charges"].mean()), 2),
+        }
+    )
+
+
+@asset(
+    group_name=MONTHLY_GROUP,
+    partitions_def=MONTHS,
+    check_specs=[AssetCheckSpec("holdout_auc_above_threshold", asset="monthly_model")],
+)
+def monthly_model(context: AssetExecutionContext, config: TrainingConfig, mlflow: MLflowResource) -> Any:
+    """Le modèle du mois M : entraîné sur les mois jusqu'à M (une moitié de M gardée comme holdout),
+    noté avec le champion sur ce holdout, promu seulement au-delà du gain minimal (churn.tracking.promote).
+
+    Matérialisez les mois dans l'ordre (janvier, puis février...) : chaque mois défie le champion du
+    précédent. Les mois passés sont relus depuis leur source (``data.generate_month``), pas depuis
+    ``monthly_customers`` : un asset partitionné peut ainsi être matérialisé aussi sans partition
+    (« Materialize all » sur tout le graphe prend alors le premier mois). La vérification
+    ``holdout_auc_above_threshold`` échoue si la ROC AUC est sous le seuil.
+    """
+    month = _month(context)
+    months = data.generate_months(month)
+    split = data.split_newest_month(months)
+    x_train, x_test = features.transform_frame(split.x_train), features.transform_frame(split.x_test)
+    estimator = model.train(
+        x_train,
+        split.y_train,
+        config.model_type,
+        config.C,
+        config.n_estimators,
+        config.max_depth,  # type: ignore[arg-type]
+    )
+    cv = model.cross_validate(
+        x_train,
+        split.y_train,
+        config.model_type,
+        config.C,
+        config.n_estimators,
+        config.max_depth,  # type: ignore[arg-type]
+    )
+    metrics = model.evaluate(estimator, x_test, split.y_test)
+    mlflow.start()
+    label = data.month_label(month)
+    params = {
+        **pipeline.training_params(
+            config.model_type, config.C, config.n_estimators, config.max_depth, 0.5, len(months)
+        ),
+        "data_month": label,
+    }
+    training = pd.concat([split.x_train, split.y_train], axis=1)
+    run = tracking.log_training_run(
+        estimator, x_train, {**metrics, **cv}, params, mlflow.experiment, MONTHLY_MODEL_NAME, training_data=training
+    )
+    version = tracking.register(run, MONTHLY_MODEL_NAME, tags={"data_month": label})
+    promotion = tracking.promote(
+        MONTHLY_MODEL_NAME, version, threshold=config.threshold, holdout=(x_test, split.y_test)
+    )
+    yield Output(
+        estimator,
+        metadata={
+            "month": label,
+            "model_version": int(version),
+            "champion": promotion.approved,
+            "promotion": promotion.reason,
+            "cv_roc_auc": round(cv["cv_roc_auc"], 4),
+            "holdout_roc_auc": round(metrics["roc_auc"], 4),
+            "mlflow_run_id": run.run_id,
+        },
+    )
+    yield AssetCheckResult(
+        check_name="holdout_auc_above_threshold",
+        passed=metrics["roc_auc"] >= config.threshold,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"roc_auc": round(metrics["roc_auc"], 4), "threshold": config.threshold},
+    )
+
+
+MONTHLY_ASSETS = [monthly_customers, monthly_model]
+monthly_training_job = define_asset_job(
+    "monthly_training_job", selection=AssetSelection.groups(MONTHLY_GROUP), partitions_def=MONTHS
+)
+# En production : chaque mois, la partition du mois qui vient de se terminer (arrêtée par défaut).
+monthly_training_schedule = build_schedule_from_partitioned_job(monthly_training_job)
+
 ASSETS = [raw_customer_data, customer_split, customer_features, trained_model, model_evaluation, registered_model]
 churn_training_job = define_asset_job("churn_training_job", selection=AssetSelection.groups(GROUP))
 # Toutes les 2 minutes, pour voir le daemon travailler pendant l'atelier (en production : "0 6 * * *").
@@ -168,9 +281,9 @@ churn_training_schedule = ScheduleDefinition(
     name="churn_training_schedule", job=churn_training_job, cron_schedule="*/2 * * * *"
 )
 defs = Definitions(
-    assets=ASSETS,
-    jobs=[churn_training_job],
-    schedules=[churn_training_schedule],
+    assets=[*ASSETS, *MONTHLY_ASSETS],
+    jobs=[churn_training_job, monthly_training_job],
+    schedules=[churn_training_schedule, monthly_training_schedule],
     resources={"mlflow": MLflowResource()},
 )
 
@@ -206,11 +319,36 @@ def run(selection: list[str] | None = None, **config: Any) -> dict[str, Any]:
     return {"success": result.success, "materialized": done, "registered_model": metadata}
 
 
+def run_month(month: str, **config: Any) -> dict[str, Any]:
+    """Matérialiser la partition ``month`` (``2025-03``) des assets mensuels ; la promotion et la vérification."""
+    result = materialize(
+        MONTHLY_ASSETS,
+        partition_key=f"{month}-01",
+        instance=instance(),
+        resources={"mlflow": MLflowResource()},
+        run_config={"ops": {"monthly_model": {"config": config}}} if config else None,
+        raise_on_error=False,
+    )
+    (materialization,) = result.asset_materializations_for_node("monthly_model")
+    checks = {check.check_name: check.passed for check in result.get_asset_check_evaluations()}
+    return {
+        "success": result.success,
+        "monthly_model": {key: value.value for key, value in materialization.metadata.items()},
+        "checks": checks,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("full", "partial"))
+    parser.add_argument("command", choices=("full", "partial", "monthly"))
+    parser.add_argument("months", nargs="*", help="monthly : les mois à matérialiser, dans l'ordre (2025-01...)")
     parser.add_argument("--model-type", choices=("logistic_regression", "random_forest"))
     args = parser.parse_args(argv)
+    if args.command == "monthly":
+        outcomes = [run_month(month) for month in args.months or [data.month_label(1)]]
+        for month, outcome in zip(args.months or [data.month_label(1)], outcomes, strict=True):
+            print(f"{month} : {outcome['monthly_model']['promotion']} ; vérifications : {outcome['checks']}")
+        return 0 if all(outcome["success"] for outcome in outcomes) else 1
     config = {"model_type": args.model_type} if args.model_type else {}
     outcome = run(None if args.command == "full" else RETRAIN, **config)
     print(f"matérialisés : {', '.join(outcome['materialized'])}")
