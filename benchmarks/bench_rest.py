@@ -14,20 +14,13 @@ import subprocess
 
 import httpx
 from common import IDENTITY, PYTHON, WORK, report
+from peers.run import RECORD  # the record every REST benchmark sends
 
 from mlprep import services
 from mlprep.services import free_port
 
 DURATION = os.environ.get("MLPREP_BENCH_DURATION", "8s")
 CONNECTIONS = "16"
-RECORD = {
-    "customer_id": "C0001",
-    "tenure_months": 12,
-    "monthly_charges": 70.35,
-    "contract": "month_to_month",
-    "payment_method": "electronic_check",
-    "support_calls": 2,
-}
 
 
 def wrk(url: str, body: dict) -> float:

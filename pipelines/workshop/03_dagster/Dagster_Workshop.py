@@ -214,22 +214,9 @@ def monthly_model(context: AssetExecutionContext, config: TrainingConfig, mlflow
     months = data.generate_months(month)
     split = data.split_newest_month(months)
     x_train, x_test = features.transform_frame(split.x_train), features.transform_frame(split.x_test)
-    estimator = model.train(
-        x_train,
-        split.y_train,
-        config.model_type,
-        config.C,
-        config.n_estimators,
-        config.max_depth,  # type: ignore[arg-type]
-    )
-    cv = model.cross_validate(
-        x_train,
-        split.y_train,
-        config.model_type,
-        config.C,
-        config.n_estimators,
-        config.max_depth,  # type: ignore[arg-type]
-    )
+    hyperparameters = (config.model_type, config.C, config.n_estimators, config.max_depth)
+    estimator = model.train(x_train, split.y_train, *hyperparameters)  # type: ignore[arg-type]
+    cv = model.cross_validate(x_train, split.y_train, *hyperparameters)  # type: ignore[arg-type]
     metrics = model.evaluate(estimator, x_test, split.y_test)
     mlflow.start()
     label = data.month_label(month)

@@ -201,15 +201,7 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
 def _build_model(args: argparse.Namespace, settings: Settings) -> int:
     from mlprep.build.images import build_model_image
 
-    result = build_model_image(
-        args.model_source,
-        args.image_name,
-        args.tag,
-        args.base_image,
-        args.python_version,
-        push=args.push,
-        registry=args.registry,
-    )
+    result = build_model_image(args.model_source, *_image_arguments(args), push=args.push, registry=args.registry)
     print(result.digest or result.reference)
     return 0
 
@@ -217,16 +209,14 @@ def _build_model(args: argparse.Namespace, settings: Settings) -> int:
 def _build_api_image(args: argparse.Namespace, settings: Settings) -> int:
     from mlprep.build.images import build_build_api_image
 
-    result = build_build_api_image(
-        args.image_name,
-        args.tag,
-        args.base_image,
-        args.python_version,
-        push=args.push,
-        registry=args.registry,
-    )
+    result = build_build_api_image(*_image_arguments(args), push=args.push, registry=args.registry)
     print(result.digest or result.reference)
     return 0
+
+
+def _image_arguments(args: argparse.Namespace) -> tuple[str | None, str | None, str | None, str]:
+    """IMAGE_NAME, --tag, --base-image, --python-version of the image commands, in that order."""
+    return args.image_name, args.tag, args.base_image, args.python_version
 
 
 def _images(args: argparse.Namespace, settings: Settings) -> int:
