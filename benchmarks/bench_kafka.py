@@ -7,12 +7,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from common import WORK, report
@@ -167,19 +169,36 @@ def bridge_batches(bootstrap: str) -> bool:
     )
 
 
-def main() -> bool:
+@contextlib.contextmanager
+def embedded_broker() -> Iterator[str]:
+    """The embedded broker on a free port, once it answers; its bootstrap address. Stopped after."""
+    from confluent_kafka.admin import AdminClient
+
     port = free_port()
     broker = start_broker(port=port)
-    time.sleep(1)
+    bootstrap = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
     try:
-        # ZTF alerts weigh ~50 kB, mostly their three cutouts: the target is on those.
-        ok = processor_vs_passthrough(f"127.0.0.1:{port}", 8_000, 16_000, 0.6)
-        # With empty cutouts the Python work per message dominates: reported, no target.
-        processor_vs_passthrough(f"127.0.0.1:{port}", 40_000, 0, None)
-        ok &= bridge_batches(f"127.0.0.1:{port}")
+        while True:
+            try:
+                AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=1)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield bootstrap
     finally:
         os.killpg(broker.pid, signal.SIGTERM)
-    return ok
+
+
+def main() -> bool:
+    with embedded_broker() as bootstrap:
+        # ZTF alerts weigh ~50 kB, mostly their three cutouts: the target is on those.
+        ok = processor_vs_passthrough(bootstrap, 8_000, 16_000, 0.6)
+        # With empty cutouts the Python work per message dominates: reported, no target.
+        processor_vs_passthrough(bootstrap, 40_000, 0, None)
+        return ok & bridge_batches(bootstrap)
 
 
 if __name__ == "__main__":

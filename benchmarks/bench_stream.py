@@ -25,12 +25,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from bench_kafka import FAST_GROUP, ROOT, generate_alerts, produce, timed
+from bench_kafka import FAST_GROUP, ROOT, embedded_broker, generate_alerts, produce, timed
 from common import WORK, report
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from mlprep.kafka.broker import start_broker
 from mlprep.kafka.processor import build_processor
 from mlprep.runtime.core import Preprocessor
 from mlprep.services import free_port
@@ -273,29 +272,19 @@ def workers(bootstrap: str) -> bool:
 
 
 def main() -> bool:
-    port = free_port()
-    broker = start_broker(port=port)
-    bootstrap = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=1)
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    with embedded_broker() as bootstrap:
+        return run_parts(bootstrap)
+
+
+def run_parts(bootstrap: str) -> bool:
     parts = {
         "guarantees": lambda: guarantees(bootstrap),
         "workers": lambda: workers(bootstrap),
         "small": lambda: small_messages(bootstrap, int(os.environ.get("ROUNDS", "3"))),
     }
-    try:
-        ok = True
-        for name in sys.argv[1:] or parts:  # a part's name runs that part only
-            ok &= parts[name]()
-    finally:
-        os.killpg(broker.pid, signal.SIGTERM)
+    ok = True
+    for name in sys.argv[1:] or parts:  # a part's name runs that part only
+        ok &= parts[name]()
     return ok
 
 
