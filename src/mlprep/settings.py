@@ -135,6 +135,12 @@ class Settings(BaseSettings):
     bridge_retry_delay_ms: int = Field(200, ge=1)
     bridge_port: int = Field(8081, ge=1, le=65535)  # its /health, /ready and /metrics (host: API_HOST)
 
+    # The MLflow model served in the same process (mlprep serve --model, mlprep kafka --model): a registry
+    # URI (models:/NAME@ALIAS, models:/NAME/VERSION), runs:/RUN/PATH or a local folder. With an alias and
+    # MODEL_RELOAD_S, the alias is checked every MODEL_RELOAD_S seconds and a new version swapped in.
+    model_uri: str | None = None
+    model_reload_s: float | None = Field(None, gt=0)
+
     # Provenance, baked into the image at build time (or set by hand).
     mlflow_run_id: str | None = None
     model_name: str | None = None

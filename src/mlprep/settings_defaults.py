@@ -81,6 +81,8 @@ DEFAULTS: MappingProxyType[str, Any] = MappingProxyType(
         "bridge_max_retries": 5,
         "bridge_retry_delay_ms": 200,
         "bridge_port": 8081,
+        "model_uri": None,
+        "model_reload_s": None,
         "mlflow_run_id": None,
         "model_name": None,
         "model_version": None,

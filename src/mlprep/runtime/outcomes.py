@@ -21,7 +21,7 @@ class Stage(StrEnum):
     SERIALIZE = "serialize"  # what pre_processing returned cannot be written (JSON or the output Avro schema)
     TIMEOUT = "timeout"  # pre_processing did not finish within REQUEST_TIMEOUT_S
     WORKER = "worker"  # the worker process holding the record died
-    MODEL = "model"  # the model server refused or could not answer (the bridge)
+    MODEL = "model"  # the model refused or failed the record (in process), or its server did (the bridge)
     PRODUCE = "produce"  # the broker refused the output
     HANDLE = "handle"  # an unexpected error of the front end itself, for that record
 
