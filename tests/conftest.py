@@ -10,6 +10,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -210,3 +211,49 @@ def built_image(mlflow_server, example_run, base_image) -> str:
     assert "Step 1/" in result.stderr  # Docker's log was streamed
     assert f"built {PREPROCESSING_IMAGE}:latest (" in result.stderr
     return f"{PREPROCESSING_IMAGE}:latest"
+
+
+@dataclass(frozen=True)
+class ChurnModel:
+    """The churn model registered on the session's MLflow server, alias ``champion`` on its version."""
+
+    name: str
+    version: str
+    run_id: str
+    preprocessing: Path  # the run's preprocessing.py as ``mlprep fetch`` gets it
+    records: list[dict]  # raw customer records (no label), as a client sends them
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}@champion"
+
+
+@pytest.fixture(scope="session")
+def churn_model(mlflow_server, tmp_path_factory) -> ChurnModel:
+    """The churn pipeline's training run on the session server (scikit-learn pipeline, signature,
+    its features.py logged as preprocessing.py), registered with alias ``champion``."""
+    import uuid
+
+    import mlflow
+
+    from churn import data, pipeline
+
+    folder = tmp_path_factory.mktemp("churn-model")
+    frame = data.generate(1500, seed=7)
+    frame.to_csv(folder / "customers.csv", index=False)
+    name = f"churn-{uuid.uuid4().hex[:6]}"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = mlflow_server.url
+    mlflow.set_tracking_uri(mlflow_server.url)
+    try:
+        trained = pipeline.run_training(folder / "customers.csv", model_name=name, experiment_name=name)
+        mlflow.MlflowClient().set_registered_model_alias(name, "champion", trained["version"])
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+    fetched = run_cli("fetch", trained["run_id"], str(folder / "code"), env=mlflow_server.env(), timeout=120)
+    assert fetched.returncode == 0, fetched.stderr[-3000:]
+    records = frame.drop(columns=[data.TARGET]).head(300).to_dict(orient="records")
+    return ChurnModel(name, str(trained["version"]), trained["run_id"], folder / "code", records)
