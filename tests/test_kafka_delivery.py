@@ -6,19 +6,23 @@ import json
 import random
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from conftest import write_files
+from conftest import ProcessServer, write_files
+from infra import KafkaBroker, KafkaProxy
 from test_kafka import start_processor, topic
 
 RECORDS = 20_000
 PARTITIONS = 3
 
 
-def produce_keyed(broker, name: str, count: int) -> dict[bytes, tuple[int, int]]:
-    """``count`` JSON records keyed ``k<i>``; returns where each key landed (partition, offset)."""
+def produce_keyed(broker, name: str, count: int, start: int = 0) -> dict[bytes, tuple[int, int]]:
+    """``count`` JSON records keyed ``k<i>`` from ``i = start``; returns where each key landed (partition, offset)."""
     where: dict[bytes, tuple[int, int]] = {}
 
     def delivered(error, message) -> None:
@@ -26,7 +30,7 @@ def produce_keyed(broker, name: str, count: int) -> dict[bytes, tuple[int, int]]
         where[message.key()] = (message.partition(), message.offset())
 
     producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
-    for i in range(count):
+    for i in range(start, start + count):
         producer.produce(name, json.dumps({"k": i}).encode(), f"k{i}".encode(), on_delivery=delivered)
         if i % 5000 == 0:
             producer.poll(0)
@@ -58,6 +62,16 @@ class Tail:
             if not batch:
                 return self.keys
             self.keys.extend(m.key() for m in batch)
+
+    def to_end(self, timeout: float = 60) -> list[bytes]:
+        """Everything in the topic now: read until every partition's high watermark."""
+        partitions = [TopicPartition(tp.topic, tp.partition) for tp in self.consumer.assignment()]
+        ends = {tp.partition: self.consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
+        deadline = time.monotonic() + timeout
+        while any(tp.offset < ends[tp.partition] for tp in self.consumer.position(partitions)):
+            assert time.monotonic() < deadline, f"the output not read to its end {ends} in {timeout} s"
+            self.drain()
+        return self.keys
 
     def close(self) -> None:
         self.consumer.close()
@@ -186,3 +200,153 @@ def test_two_workers_share_the_partitions_of_one_group_and_report_together(kafka
     finally:
         processor.stop()
     assert processor.process.returncode == 0  # SIGTERM drained both workers
+
+
+def wait_for(condition: Callable[[], object], what: str, processor: ProcessServer, timeout: float = 90) -> None:
+    """Polls ``condition`` until it holds; fails (with the processor's log) past ``timeout`` or if it exits."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        tail = processor.log.read_text()[-3000:]
+        assert processor.process.poll() is None, f"the processor exited while waiting for {what}:\n{tail}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s:\n{tail}"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def proxied_broker():
+    """A broker of the test's own whose every client connection goes through a ``KafkaProxy``."""
+    proxy = KafkaProxy()
+    try:
+        broker = KafkaBroker(proxy)
+    except BaseException:
+        proxy.stop()
+        raise
+    yield broker, proxy
+    broker.stop()
+    proxy.stop()
+
+
+FIRST, SECOND, BATCH = 1000, 1000, 100
+
+
+@dataclass
+class HeldRun:
+    """What a run of ``kill_with_request_held`` saw: where each input key is (partition, offset), the
+    group's committed offsets while the request was held and after the kill, the output's keys at the
+    kill (read_uncommitted: written; read_committed: visible) and at the end."""
+
+    where: dict[bytes, tuple[int, int]]
+    committed: dict[int, int]
+    after_kill: dict[int, int]
+    written: list[bytes]
+    visible: list[bytes]
+    final_written: list[bytes]
+    final_visible: list[bytes]
+
+    def done(self) -> set[bytes]:
+        """The keys whose input offsets were committed before the kill."""
+        return {key for key, (partition, offset) in self.where.items() if offset < self.committed[partition]}
+
+    def held_batch(self) -> set[bytes]:
+        """The keys written to the output before the kill whose input offsets were not committed."""
+        return set(self.written) - self.done()
+
+
+PROCESSOR_PRODUCER = "mlprep-processor"  # the client.id of the processor's producer
+
+
+def kill_with_request_held(
+    proxied, tmp_path: Path, guarantee: str, api_key: int, client_id: str | None = None, outputs_first: bool = True
+) -> HeldRun:
+    """FIRST keyed records through the processor and committed; then, the proxy holding the requests of
+    ``api_key`` (of ``client_id``), SECOND more until one such request is held: the processor waits on
+    it (``outputs_first``: with the outputs of a batch written). Then kill -9 (the held request dies
+    with it), and a restart without holding, to the end."""
+    broker, proxy = proxied
+    source = broker.create_topic(topic("held-in"), PARTITIONS)
+    target = broker.create_topic(topic("held-out"), PARTITIONS)
+    where = produce_keyed(broker, source, FIRST)
+    folder = write_files(tmp_path / "pp", {"preprocessing.py": "def pre_processing(d):\n    return d\n"})
+    env = {
+        "INPUT_TOPIC": source,
+        "OUTPUT_TOPIC": target,
+        "CONSUMER_GROUP_ID": source,
+        "BATCH_SIZE": str(BATCH),
+        "PROCESSING_GUARANTEE": guarantee,
+        "KAFKA_PRODUCER_CONFIG": json.dumps({"client.id": PROCESSOR_PRODUCER}),
+    }
+    written = Tail(broker, target, "read_uncommitted")
+    visible = Tail(broker, target, "read_committed")
+    offsets = Committed(broker, source, source)
+    try:
+        processor = start_processor(broker, tmp_path, folder, **env)
+        try:
+            wait_for(lambda: sum(offsets.now().values()) == FIRST, "first records committed", processor)
+            proxy.hold(api_key, client_id)
+            where |= produce_keyed(broker, source, SECOND, start=FIRST)
+            wait_for(lambda: api_key in proxy.held, f"request (api_key {api_key}) held", processor)
+            committed = offsets.now()
+            done = {key for key, (partition, offset) in where.items() if offset < committed[partition]}
+            if outputs_first:
+                wait_for(lambda: set(written.drain()) - done, "output beyond the committed offsets", processor)
+                wait_for(lambda: done <= set(visible.drain()), "every committed record visible", processor)
+        finally:
+            processor.stop(kill=True)
+        proxy.release()
+        at_kill = HeldRun(where, committed, offsets.now(), list(written.to_end()), list(visible.drain()), [], [])
+        restarted = start_processor(broker, tmp_path, folder, **env)
+        try:
+            wait_for(lambda: sum(offsets.now().values()) == FIRST + SECOND, "every record committed", restarted)
+        finally:
+            restarted.stop()
+        return replace(at_kill, final_written=list(written.to_end()), final_visible=list(visible.to_end()))
+    finally:
+        written.close()
+        visible.close()
+        offsets.close()
+
+
+def test_at_least_once_re_emits_exactly_the_batch_a_kill_9_left_uncommitted(proxied_broker, tmp_path):
+    """A kill -9 between "outputs acknowledged" and "offsets committed" (the proxy holds OffsetCommit):
+    the restart produces that batch again, and only that batch."""
+    run = kill_with_request_held(proxied_broker, tmp_path, "at-least-once", KafkaProxy.OFFSET_COMMIT)
+    held, done = run.held_batch(), run.done()
+    assert 0 < len(held) <= BATCH  # produced and acknowledged before its commit was sent
+    assert run.after_kill == run.committed  # the held commit never reached the broker
+    assert len(done) == FIRST and done <= set(run.written)  # every committed record was produced first
+    counts = Counter(run.final_visible)
+    assert set(counts) == set(run.where)  # nothing missing
+    assert {key for key, n in counts.items() if n > 1} == held  # that batch twice: re-emitted
+    assert max(counts.values()) == 2
+    assert all(counts[key] == 1 for key in done)  # records committed before the kill: never re-emitted
+
+
+def test_at_least_once_commits_nothing_of_a_batch_whose_outputs_a_kill_9_cut_off(proxied_broker, tmp_path):
+    """A kill -9 while the outputs of a batch are on their way (the proxy holds the processor's Produce
+    requests): none of its offsets were committed, so the restart produces it, once; nothing is lost."""
+    run = kill_with_request_held(
+        proxied_broker, tmp_path, "at-least-once", KafkaProxy.PRODUCE, PROCESSOR_PRODUCER, outputs_first=False
+    )
+    counts = Counter(run.final_visible)
+    assert set(counts) == set(run.where)  # nothing missing
+    assert max(counts.values()) == 1  # and nothing twice: no output of the batch reached the broker
+    assert sum(run.committed.values()) == FIRST  # none of the batch's offsets committed before its outputs
+    assert run.after_kill == run.committed and not run.held_batch()
+
+
+def test_exactly_once_kill_9_with_the_transaction_commit_held_commits_none_of_its_batch(proxied_broker, tmp_path):
+    """A kill -9 while the commit of a transaction is held (the proxy holds EndTxn): its outputs stay
+    invisible to read_committed consumers, its input offsets uncommitted, and the restarted process
+    (same transactional.id) handles exactly that batch again."""
+    run = kill_with_request_held(proxied_broker, tmp_path, "exactly-once", KafkaProxy.END_TXN)
+    held, done = run.held_batch(), run.done()
+    assert 0 < len(held) <= BATCH  # written in the open transaction
+    assert set(run.visible) == done  # read_committed: the committed transactions, none of the open one
+    assert run.after_kill == run.committed  # the open transaction's offsets were not committed
+    written = Counter(run.final_written)
+    assert set(written) == set(run.where) and set(run.final_visible) == set(run.where)  # nothing missing
+    assert {key for key, n in written.items() if n > 1} == held  # its batch handled again, and only it
+    assert all(written[key] == 1 for key in done)
+    # The embedded broker returns no aborted-transaction ranges: read_committed also reads the aborted batch.
+    twice = len(run.final_visible) - len(set(run.final_visible))
+    print(f"exactly-once: {len(held)} records in the aborted transaction; read_committed read {twice} twice")

