@@ -22,6 +22,7 @@ from prometheus_client import Histogram
 from mlprep.kafka.framing import MessageDecoder, MessageEncoder
 from mlprep.kafka.loop import Backpressure, BatchLoop, Outgoing, dead_letter, stream_loop, stream_topics
 from mlprep.kafka.metrics import SECONDS
+from mlprep.kafka.predictions import PredictionWriter, bisect
 from mlprep.kafka.records import decode_batch
 from mlprep.kafka.serving import health_app, serve_beside
 from mlprep.kafka.workers import WorkerPool
@@ -55,10 +56,9 @@ class BridgeHandler:
         self.url = settings.api_url.rstrip("/") + "/" + settings.api_endpoint.lstrip("/")
         self.shown_url = redact(self.url)  # the URL as it may appear in errors and logs
         self.payload_format = settings.bridge_payload_format
-        self.passthrough = settings.passthrough_fields
         self.retries, self.delay = settings.bridge_max_retries, settings.bridge_retry_delay_ms / 1000
-        self.output_topic = settings.output_topic or ""
-        self.decoder, self.encoder, self.dead_topic = decoder, encoder, dead_topic
+        self.decoder, self.dead_topic = decoder, dead_topic
+        self.writer = PredictionWriter(encoder, settings.output_topic or "", dead_topic, settings.passthrough_fields)
         self.client = httpx.Client(timeout=60)
         self.latency = Histogram(
             "mlprep_kafka_model_request_duration_seconds",
@@ -75,50 +75,15 @@ class BridgeHandler:
         if not records:
             return out
         try:
-            predictions, refused = self._bisect(records)
+            predictions, refused = bisect(records, self._predict, Refused)
         except ModelServerError as exc:
             unique = {id(message): message for message in origins}.values()
             out.extend(dead_letter(self.dead_topic, message, Stage.MODEL, str(exc)) for message in unique)
             return out
-        failed: set[int] = set()
-        for index, error in refused.items():  # a message one of whose records is refused goes whole
-            if id(origins[index]) not in failed:
-                failed.add(id(origins[index]))
-                out.append(dead_letter(self.dead_topic, origins[index], Stage.MODEL, error))
-        for index, record in enumerate(records):
-            message = origins[index]
-            if id(message) in failed:
-                continue
-            prediction = predictions[index]
-            kept = {name: record.get(name) for name in self.passthrough} if isinstance(record, dict) else {}
-            try:
-                value = self.encoder.encode({**kept, "prediction": prediction})
-            except Exception as exc:
-                if id(message) not in failed:
-                    failed.add(id(message))
-                    out.append(dead_letter(self.dead_topic, message, Stage.SERIALIZE, f"{type(exc).__name__}: {exc}"))
-                continue
-            headers = list(message.headers() or [])
-            out.append(Outgoing(self.output_topic, value, message.key(), headers, source=message))
+        failures = {index: (Stage.MODEL, error) for index, error in refused.items()}
+        per_record = [[predictions[index]] if index in predictions else [] for index in range(len(records))]
+        out.extend(self.writer.outgoing(origins, records, per_record, failures))
         return out
-
-    def _bisect(self, records: list[Any]) -> tuple[dict[int, Any], dict[int, str]]:
-        """Predictions by record index, and the records the model server refuses with its reason: a
-        refused batch is split in halves until each refused record stands alone."""
-        predictions: dict[int, Any] = {}
-        refused: dict[int, str] = {}
-        spans = [(0, len(records))]
-        while spans:
-            start, end = spans.pop()
-            try:
-                predictions.update(enumerate(self._predict(records[start:end]), start))
-            except Refused as exc:
-                if end - start == 1:
-                    refused[start] = str(exc)
-                else:
-                    middle = (start + end) // 2
-                    spans += [(middle, end), (start, middle)]
-        return predictions, refused
 
     def _predict(self, records: list[Any]) -> list[Any]:
         body = dumps({self.payload_format: records})
