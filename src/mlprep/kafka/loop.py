@@ -95,6 +95,10 @@ class _Interrupted(Exception):
 
 
 class Handler(Protocol):
+    """Turns a batch into outgoing records. It may also have ``start()`` and ``stop()`` (called when the
+    loop starts and ends: the model's alias watcher), ``health()`` (a dict added to the loop's) and
+    ``collectors`` (added to its ``/metrics``)."""
+
     def handle(self, messages: list[Message]) -> list[Outgoing]: ...
 
 
@@ -213,7 +217,8 @@ class BatchLoop:
         self._stop.set()
 
     def health(self) -> dict[str, Any]:
-        return dict(self.state)
+        extra = getattr(self.handler, "health", None)
+        return {**self.state, **extra()} if extra else dict(self.state)
 
     @property
     def failed(self) -> bool:
@@ -233,6 +238,7 @@ class BatchLoop:
             self._fail(exc)
             raise
         try:
+            _call(self.handler, "start")
             consumer.subscribe([self.topic], on_assign=self._assigned, on_revoke=self._revoked)
             self.state["state"] = "running"
             seconds = self.state["seconds"]
@@ -254,6 +260,7 @@ class BatchLoop:
             self._fail(exc)
             raise
         finally:
+            _call(self.handler, "stop")
             producer.flush(30)
             consumer.close()
             if not self.failed:
@@ -560,6 +567,13 @@ class BatchLoop:
 
 # How long one transactional call (init, send offsets, commit, abort) may take before it is retried.
 TRANSACTION_CALL_TIMEOUT_S = 30
+
+
+def _call(handler: Handler, name: str) -> None:
+    """``handler.start()`` or ``handler.stop()``, if it has one."""
+    method = getattr(handler, name, None)
+    if method is not None:
+        method()
 
 
 def _next_offsets(batch: list[Message]) -> list[TopicPartition]:

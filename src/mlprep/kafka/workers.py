@@ -143,7 +143,7 @@ class WorkerPool:
         return self._error is not None or any(s.get("state") == "failed" for s in self._states.values())
 
     def health(self) -> dict[str, Any]:
-        """The workers' states added up, and each one's in ``workers``."""
+        """The workers' states added up, and each one's in ``workers``; the model served, if any."""
         states = [self._states[i] for i in sorted(self._states)]
         merged: dict[str, Any] = {key: sum(s.get(key, 0) for s in states) for key in _SUMMED}
         lags = [s.get("lag") for s in states]
@@ -174,10 +174,16 @@ class WorkerPool:
                     "worker": i,
                     "pid": self._processes[i].pid if i < len(self._processes) else None,
                     **{k: self._states[i].get(k) for k in ("state", "partitions", "consumed", "lag", "error")},
+                    **(
+                        {"model_version": self._states[i]["model"].get("version")} if "model" in self._states[i] else {}
+                    ),
                 }
                 for i in sorted(self._states)
             ],
         )
+        models = [s["model"] for s in states if "model" in s]
+        if models:  # each worker serves the model it loaded: the first one's state, each one's version above
+            merged["model"] = models[0]
         return merged
 
 
