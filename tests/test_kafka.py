@@ -71,7 +71,10 @@ def count(broker, name: str) -> int:
         return 0
 
 
-def start_processor(broker, tmp_path: Path, preprocessing: Path, **env: str) -> ProcessServer:
+def start_processor(
+    broker, tmp_path: Path, preprocessing: Path, options: list[str] | None = None, timeout: float = 60, **env: str
+) -> ProcessServer:
+    """``mlprep kafka -p preprocessing [options]`` with ``env``, once ready (partitions assigned)."""
     port = free_port()
     settings = {
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
@@ -82,12 +85,12 @@ def start_processor(broker, tmp_path: Path, preprocessing: Path, **env: str) -> 
         **env,
     }
     return ProcessServer(
-        [*MLPREP, "kafka", "-p", str(preprocessing)],
+        [*MLPREP, "kafka", "-p", str(preprocessing), *(options or [])],
         settings,
         port,
         tmp_path / f"processor-{port}.log",
         health="/ready",
-        timeout=60,
+        timeout=timeout,
     )
 
 

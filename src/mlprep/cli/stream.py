@@ -18,13 +18,22 @@ def register(commands: argparse._SubParsersAction, settings: Settings) -> None:
         help="stream processor: INPUT_TOPIC -> pre_processing -> OUTPUT_TOPIC, with the REST API",
         description="Consume INPUT_TOPIC (INPUT_FORMAT avro|json), apply pre_processing, produce to OUTPUT_TOPIC "
         "(OUTPUT_FORMAT json|avro); bad messages go to DEAD_LETTER_TOPIC (default <INPUT_TOPIC>-dlq). The REST API "
-        "runs in the same process; /health reports the consumer's state and lag. Settings come from the "
+        "runs in the same process; /health reports the consumer's state and lag. With --model, the MLflow model "
+        "predicts on the preprocessed records and its predictions go to OUTPUT_TOPIC. Settings come from the "
         "environment (see README).",
     )
     preprocessing_option(kafka, settings)
     kafka.add_argument("--host", default=settings.api_host, help="REST API host (env API_HOST)")
     kafka.add_argument("--port", type=int, default=settings.api_port, help="REST API port (env API_PORT)")
     workers_option(kafka, settings)
+    kafka.add_argument(
+        "--model",
+        default=settings.model_uri,
+        metavar="MODEL_URI",
+        help="also run this MLflow model (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN/PATH, a folder) on the"
+        " preprocessed records and write its predictions to OUTPUT_TOPIC (env MODEL_URI; MODEL_RELOAD_S: seconds"
+        " between checks of where an alias points)",
+    )
     kafka.set_defaults(handler=_kafka)
 
     bridge = commands.add_parser(
@@ -66,6 +75,7 @@ def _kafka(args: argparse.Namespace, settings: Settings) -> int:
     from mlprep.runtime.core import Preprocessor
 
     log_to_stderr()
+    settings.model_uri = args.model
     pre = Preprocessor.load(args.preprocessing, skip_cutouts=settings.skip_cutouts)
     return serve_with_processor(settings, pre, args.host, args.port, args.workers, args.preprocessing)
 
