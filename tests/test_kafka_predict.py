@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from conftest import write_files
 from test_kafka import headers_of, health_when, metric, produce, read, start_processor, topic
 
 # What the test's preprocessing adds to the churn run's: a record it cannot preprocess, and one whose
@@ -242,3 +243,62 @@ def committed_keys(broker, name: str, partitions: int, at_least: int, timeout: f
         pytest.fail(f"{name}: {len(keys)} committed messages after {timeout} s, expected {at_least}")
     finally:
         consumer.close()
+
+
+def test_an_alias_moved_while_consuming_switches_the_version_that_predicts(
+    kafka_broker, mlflow_server, churn_model, tmp_path
+):
+    """MODEL_RELOAD_S=1 on ``models:/NAME@live`` (a model of its own, two versions of the churn model):
+    the watcher runs with the loop, so moving the alias makes the next outputs name version 2."""
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_server.url)
+    client = mlflow.MlflowClient()
+    source_uri = client.get_model_version(churn_model.name, churn_model.version).source
+    name = f"churn-live-{uuid.uuid4().hex[:6]}"
+    versions = [mlflow.register_model(source_uri, name).version for _ in range(2)]
+    client.set_registered_model_alias(name, "live", versions[0])
+    source, target = topic("alias-in"), topic("alias-out")
+    records = customers(churn_model, 20)
+    produce(kafka_broker, source, [*map(message, records[:10])])
+    processor = start_processor(
+        kafka_broker,
+        tmp_path,
+        churn_model.preprocessing,
+        timeout=MODEL_START_S,
+        INPUT_TOPIC=source,
+        OUTPUT_TOPIC=target,
+        MODEL_URI=f"models:/{name}@live",
+        MODEL_RELOAD_S="1",
+        **mlflow_server.env(),
+    )
+    try:
+        read(kafka_broker, target, 10)
+        client.set_registered_model_alias(name, "live", versions[1])
+        model = health_when(processor, lambda k: k["model"]["version"] == str(versions[1]), timeout=90)["model"]
+        assert (model["switches"], model["alias"]) == (1, "live")
+        produce(kafka_broker, source, [*map(message, records[10:])])
+        read(kafka_broker, target, 20)
+        served = [h["mlprep-served-version"] for h in headers_of(kafka_broker, target)]
+        assert sorted(served) == [str(v).encode() for v in versions[0:1] * 10 + versions[1:2] * 10]
+    finally:
+        processor.stop()
+
+
+def test_without_a_model_the_processor_imports_no_mlflow(kafka_broker, tmp_path):
+    """``mlprep kafka`` without ``--model`` preprocesses as before, and never imports MLflow (the
+    interpreter's own import log of the real process says so)."""
+    source, target = topic("plain-in"), topic("plain-out")
+    folder = write_files(tmp_path / "pp", {"preprocessing.py": "def pre_processing(d):\n    return {**d, 'seen': 1}\n"})
+    produce(kafka_broker, source, [(b"k", b'{"a": 1}')])
+    processor = start_processor(
+        kafka_broker, tmp_path, folder, INPUT_TOPIC=source, OUTPUT_TOPIC=target, PYTHONPROFILEIMPORTTIME="1"
+    )
+    try:
+        assert read(kafka_broker, target, 1) == [(b"k", b'{"a":1,"seen":1}')]
+        assert processor.client.get("/health").json()["kafka"].get("model") is None
+    finally:
+        processor.stop()
+    imported = [line.rsplit("|", 1)[-1].strip() for line in processor.log.read_text().splitlines() if "|" in line]
+    assert "mlprep.kafka.processor" in imported and "confluent_kafka" in imported
+    assert not [name for name in imported if name.split(".")[0] == "mlflow"]
