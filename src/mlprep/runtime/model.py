@@ -238,8 +238,9 @@ class ServedModel:
         return self.current.info
 
     def predict(self, rows: list[dict[str, Any]]) -> list[Any]:
-        self.remember(rows)
-        return self.current.predict(rows)
+        predictions = self.current.predict(rows)
+        self.remember(rows)  # only rows the model took: a new version is tried on one of them
+        return predictions
 
     def remember(self, rows: list[dict[str, Any]]) -> None:
         """Keeps a row the model predicted on: a new version must predict on it before it serves."""
