@@ -15,6 +15,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from mlprep.errors import MlprepError
@@ -23,6 +24,7 @@ from mlprep.redaction import redact
 log = logging.getLogger("mlprep.model")
 
 _REGISTERED = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))/?")
+REGISTERED_META = "registered_model_meta"  # written by MLflow into a model downloaded from the registry
 _RUN = re.compile(r"runs:/(?P<run>[0-9a-zA-Z_-]+)/.+")
 # Signature types whose columns are built as float64 arrays exactly as MLflow's schema enforcement and
 # scikit-learn's input validation would convert them.
@@ -51,8 +53,9 @@ class ModelInfo:
 
     @property
     def pinned(self) -> str:
-        """The URI of exactly this version (an alias may have moved since it was resolved)."""
-        if self.name and self.version:
+        """The URI of exactly this version (an alias may have moved since it was resolved); a local
+        folder is itself, even when it knows the registered version it was downloaded from."""
+        if self.name and self.version and self.uri.startswith("models:/"):
             return f"models:/{self.name}/{self.version}"
         return self.uri
 
@@ -62,11 +65,13 @@ class ModelInfo:
 
 def resolve(uri: str) -> ModelInfo:
     """The registry's version and run of ``uri`` (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``,
-    ``runs:/RUN/PATH``); other URIs (a path, ``models:/m-...``) are loaded as they are."""
+    ``runs:/RUN/PATH``); other URIs (a path, ``models:/m-...``) are loaded as they are. A local folder
+    (an image's ``/opt/model``) asks no server: the name and version MLflow wrote beside the model when
+    it was downloaded from the registry (``registered_model_meta``) are read from the folder."""
     match = _REGISTERED.fullmatch(uri)
     if match is None or match["version"] == "latest" or match["name"].startswith("m-"):
         run = _RUN.fullmatch(uri)
-        return ModelInfo(uri, run_id=run["run"] if run else None)
+        return ModelInfo(uri, run_id=run["run"] if run else None, **_registered_meta(uri))
     from mlflow import MlflowClient
 
     name, alias = match["name"], match["alias"]
@@ -83,6 +88,23 @@ def resolve(uri: str) -> ModelInfo:
             "Check the name, version or alias, and MLFLOW_TRACKING_URI"
         ) from exc
     return ModelInfo(uri, name, alias, str(found.version), found.run_id)
+
+
+def _registered_meta(uri: str) -> dict[str, str]:
+    """``name`` and ``version`` from the ``registered_model_meta`` file of a local model folder, if any."""
+    folder = Path(uri.removeprefix("file://")) if "://" not in uri or uri.startswith("file://") else None
+    meta = folder / REGISTERED_META if folder is not None else None
+    if meta is None or not meta.is_file():
+        return {}
+    import yaml
+
+    try:
+        found = yaml.safe_load(meta.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        log.warning("ignoring %s: %s", meta, exc)
+        return {}
+    name, version = found.get("model_name"), found.get("model_version")
+    return {"name": str(name), "version": str(version)} if name and version else {}
 
 
 def _tracking_uri() -> str:
