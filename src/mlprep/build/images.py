@@ -1,4 +1,5 @@
-"""Build Docker images from MLflow: the preprocessing image of a run, and the model image.
+"""Build Docker images from MLflow: the preprocessing image of a run (alone, or with a registered model
+in the same image), and the model image.
 
 The build context is assembled in a temporary folder from the Dockerfiles and entrypoints shipped in
 this package (``mlprep/build/docker/``), the runtime part of ``mlprep`` (never this build side), its
@@ -88,9 +89,16 @@ class BuildOptions:
     no_cache: bool = False
     push: bool = False  # push to the registry of the image name, then record the digest in MLflow
     registry: str | None = None  # REGISTRY: the image is named REGISTRY/name unless its name has one
+    with_model: str | None = None  # a model URI: its files and requirements go into the same image
 
     def validate(self) -> BuildOptions:
         check_run_id(self.run_id)
+        if self.with_model is not None:
+            check_model_source(self.with_model, "with_model")
+            if self.dockerfile is not None:
+                raise ValidationError(
+                    "dockerfile", "--with-model builds on mlprep's own Dockerfile: drop --dockerfile or --with-model"
+                )
         if self.image_name != AUTO:
             check_image_name(self.image_name)
         check_tag(self.tag)
@@ -137,6 +145,9 @@ def build_preprocessing_image(
         log(f"fetching the preprocessing of run {options.run_id} from {without_credentials(uri)}")
         fetched = fetch(options.run_id, context / "preprocessing", options.preprocessing_path, uri, log)
         image = auto_image_name(fetched.tags) if options.image_name == AUTO else options.image_name
+        model = _add_model(context, options.with_model, uri, log) if options.with_model else None
+        if model is not None and options.image_name == AUTO:
+            image = f"{image}-model-{naming.sanitize_component(model.version or 'latest')}"
         image = publish.qualify(image, options.registry)
         if not (context / "preprocessing" / "requirements.txt").exists():
             (context / "preprocessing" / "requirements.txt").write_text("")
@@ -152,9 +163,13 @@ def build_preprocessing_image(
                 "io.mlflow.run_id": options.run_id,
                 "io.mlflow.model_name": tags.get("model_name", ""),
                 "io.mlflow.type": tags.get("type", "preprocessing"),
+                **(model.labels() if model else {}),
             },
         )
         dockerfile = Path(options.dockerfile) if options.dockerfile else DOCKER / "Dockerfile"
+        if model is not None:
+            dockerfile = context / "Dockerfile.with-model"
+            dockerfile.write_text(with_model_dockerfile((DOCKER / "Dockerfile").read_text()))
         log(f"building {image}:{options.tag} from {base}")
         docker_begin = time.monotonic()
         _docker_build(
@@ -174,7 +189,7 @@ def build_preprocessing_image(
         image, options.tag, docker_cli.image_size(reference), time.monotonic() - begin, labels, docker_seconds
     )
     if options.push:
-        _push_and_record(result, log, cancel, uri, run_id=options.run_id)
+        _push_and_record(result, log, cancel, uri, run_id=options.run_id, model_source=model.uri if model else None)
     log(result.summary())
     return result
 
@@ -187,12 +202,13 @@ def _push_and_record(
     run_id: str | None = None,
     model_source: str | None = None,
 ) -> None:
-    """Push the image, then tell MLflow (only after the registry accepted it)."""
+    """Push the image, then tell MLflow (only after the registry accepted it); an image of a run's
+    preprocessing with a model is recorded on both, beside their own images."""
     log(f"pushing {result.reference}")
     pushed = publish.push(result.reference, log, cancel)
     result.digest = pushed.digest
     try:
-        publish.record(pushed, uri, run_id=run_id, model_source=model_source)
+        publish.record(pushed, uri, run_id, model_source, with_model=bool(run_id and model_source))
     except Exception as exc:
         raise MlprepError(
             f"pushed {pushed.digest} but could not tag it in MLflow at {without_credentials(uri)}: "
@@ -267,13 +283,124 @@ def _docker_build(
     docker_cli.run_streamed(command, log, cancel)
 
 
+# --- preprocessing and model in one image ---------------------------------------------------------
+
+MODEL_FOLDER = "/opt/model"  # where the model's files are in an image built with --with-model
+# Inserted into the preprocessing Dockerfile before its step "# 2." (the run's requirements): the
+# model's requirements, the largest install, are a layer of their own, reused as long as they do not
+# change; what they install is then pinned (PIP_CONSTRAINT), so the run's requirements cannot move a
+# package the model was saved with, nor one of the runtime's.
+MODEL_DEPENDENCIES = """# 1b. The model's dependencies (its requirements.txt, mlflow-skinny for mlflow), within the
+#     runtime's versions; then everything installed is pinned for any later pip install.
+COPY model-requirements.txt /tmp/build/model-requirements.txt
+RUN pip freeze | grep -E '^[A-Za-z0-9._-]+==' > /opt/venv/constraints.txt \\
+ && pip install -r /tmp/build/model-requirements.txt -c /opt/venv/constraints.txt \\
+ && pip freeze | grep -E '^[A-Za-z0-9._-]+==' > /opt/venv/constraints.txt
+ENV PIP_CONSTRAINT=/opt/venv/constraints.txt
+
+"""
+# Inserted before step "# 4." (the preprocessing code): the model's files, loaded from the image.
+MODEL_FILES = f"""# 3b. The model's files, served from here: no tracking server at run time.
+COPY model/ {MODEL_FOLDER}/
+ENV MODEL_URI={MODEL_FOLDER}
+
+"""
+
+
+def with_model_dockerfile(dockerfile: str) -> str:
+    """The preprocessing Dockerfile with the model's two steps put in, so the preprocessing part of the
+    image is built by the very same steps as ``mlprep build`` without a model."""
+    out, inserted = [], 0
+    for line in dockerfile.splitlines(keepends=True):
+        for marker, block in (("# 2. ", MODEL_DEPENDENCIES), ("# 4. ", MODEL_FILES)):
+            if line.startswith(marker):
+                out.append(block)
+                inserted += 1
+        out.append(line)
+    if inserted != 2:
+        raise MlprepError(f"{DOCKER / 'Dockerfile'} lacks the '# 2. ' and '# 4. ' steps --with-model builds on")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class ModelArtifacts:
+    """The model copied into an image: the URI as given and what it resolved to when downloaded."""
+
+    source: str  # as given: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/PATH
+    uri: str  # what was downloaded: models:/NAME/VERSION for a registered model
+    name: str
+    version: str | None
+    flavor: str
+    run_id: str | None
+
+    def labels(self) -> dict[str, str]:
+        found = {
+            "io.mlflow.served_model.source": self.source,
+            "io.mlflow.served_model.uri": self.uri,
+            "io.mlflow.served_model.name": self.name,
+            "io.mlflow.served_model.version": self.version,
+            "io.mlflow.served_model.flavor": self.flavor,
+            "io.mlflow.served_model.run_id": self.run_id,
+            "io.mlflow.served_model.path": MODEL_FOLDER,
+        }
+        return {key: value for key, value in found.items() if value}
+
+
+def _add_model(context: Path, source: str, uri: str, log: Log) -> ModelArtifacts:
+    """The model of ``source`` into ``context/model`` and its requirements into ``model-requirements.txt``.
+
+    An alias is resolved first and that version downloaded, so the image holds the version the alias
+    named at build time, whatever it names later.
+    """
+    from mlflow.models import Model
+
+    registered = publish.model_version(source, uri) if source.startswith("models:/") else None
+    pinned = f"models:/{registered[0]}/{registered[1]}" if registered else source
+    if pinned != source:
+        log(f"{source} is version {registered[1] if registered else ''}")
+    local = _download_model(pinned, context / "model", uri, log)
+    _make_readable(local)
+    metadata = Model.load(str(local / "MLmodel"))
+    flavor = next((name for name in metadata.flavors if name != "python_function"), "python_function")
+    (context / "model-requirements.txt").write_text(_model_requirements(local))
+    name, version = registered or model_name_and_version(source)
+    return ModelArtifacts(source, pinned, name, version if registered else None, flavor, metadata.run_id or None)
+
+
+def _make_readable(folder: Path) -> None:
+    """The image's user (10001) reads the model's files, whatever the umask they were written with."""
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _download_model(source: str, destination: Path, uri: str, log: Log) -> Path:
+    """The MLflow model of ``source`` into ``destination`` (an MLflow model folder, checked)."""
+    import mlflow.artifacts
+
+    log(f"downloading {source} from {without_credentials(uri)}")
+    scratch = destination.parent / f".{destination.name}-download"
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(scratch), tracking_uri=uri))
+    except Exception as exc:
+        raise MlprepError(
+            f"cannot download {source} from {without_credentials(uri)}: "
+            f"{redact(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__}"
+        ) from exc
+    if not (local / "MLmodel").is_file():
+        raise MlprepError(f"{source} is not an MLflow model (no MLmodel file)")
+    shutil.move(str(local), destination)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return destination
+
+
 # --- model image -----------------------------------------------------------------------------------
 
 
-def check_model_source(source: str) -> str:
+def check_model_source(source: str, field: str = "model_source") -> str:
     if not isinstance(source, str) or not MODEL_SOURCE.fullmatch(source) or ".." in source:
         raise ValidationError(
-            "model_source",
+            field,
             f"invalid model source {source!r}: expected models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/PATH",
         )
     return source
@@ -319,25 +446,10 @@ def build_model_image(
     begin = time.monotonic()
     docker_cli.engine_version()
     uri = uri or tracking_uri()
-    import mlflow.artifacts
 
     with tempfile.TemporaryDirectory(prefix="mlprep-model-") as scratch:
         context = Path(scratch)
-        log(f"downloading {model_source} from {without_credentials(uri)}")
-        try:
-            local = Path(
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=model_source, dst_path=str(context / "dl"), tracking_uri=uri
-                )
-            )
-        except Exception as exc:
-            raise MlprepError(
-                f"cannot download {model_source} from {without_credentials(uri)}: "
-                f"{redact(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__}"
-            ) from exc
-        if not (local / "MLmodel").is_file():
-            raise MlprepError(f"{model_source} is not an MLflow model (no MLmodel file)")
-        shutil.move(str(local), context / "model")
+        _download_model(model_source, context / "model", uri, log)
         shutil.copy2(DOCKER / "model-entrypoint.sh", context / "model-entrypoint.sh")
         (context / "model-requirements.txt").write_text(_model_requirements(context / "model"))
         base = base_image or default_base_image(python_version)

@@ -18,6 +18,11 @@ from mlprep.redaction import redact
 
 IMAGE_TAG = "mlprep.image"  # name:tag of the image serving a run (preprocessing) or a model version (model)
 DIGEST_TAG = "mlprep.image.digest"  # the same image as repository@sha256:..., what deployments pin
+# The image holding a run's preprocessing and a model version together (mlprep build --with-model),
+# written on both the run and the model version, beside (never over) their own images.
+WITH_MODEL_IMAGE_TAG = "mlprep.image.with_model"
+WITH_MODEL_DIGEST_TAG = "mlprep.image.with_model.digest"
+WITH_MODEL = (WITH_MODEL_IMAGE_TAG, WITH_MODEL_DIGEST_TAG)
 MODEL_SOURCE = re.compile(r"models:/(?P<name>[^/@]+)/(?P<version>[0-9]+)")
 _PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 
@@ -101,10 +106,20 @@ def _client(uri: str | None):  # type: ignore[no-untyped-def]
     return MlflowClient(tracking_uri=uri)
 
 
-def record(pushed: Pushed, uri: str | None, run_id: str | None = None, model_source: str | None = None) -> None:
-    """Write the pushed image to MLflow: on the run, and on the model version ``models:/NAME/VERSION``."""
+def record(
+    pushed: Pushed,
+    uri: str | None,
+    run_id: str | None = None,
+    model_source: str | None = None,
+    with_model: bool = False,
+) -> None:
+    """Write the pushed image to MLflow: on the run, and on the model version ``models:/NAME/VERSION``.
+
+    ``with_model``: the image holds both, and is written under its own tags on each.
+    """
     client = _client(uri)
-    tags = {IMAGE_TAG: pushed.reference, DIGEST_TAG: pushed.digest}
+    keys = WITH_MODEL if with_model else (IMAGE_TAG, DIGEST_TAG)
+    tags = dict(zip(keys, (pushed.reference, pushed.digest), strict=True))
     if run_id:
         for key, value in tags.items():
             client.set_tag(run_id, key, value)
@@ -130,6 +145,7 @@ def images_of(target: str, uri: str | None) -> dict[str, dict[str, str]]:
     """The images MLflow knows for a run id or ``models:/NAME/VERSION``, by kind.
 
     For a model version: its model image (its own tags) and the preprocessing image (its run's tags).
+    ``with-model``: the image of both (``mlprep build --with-model``), of this model version when one is named.
     """
     client = _client(uri)
     found: dict[str, dict[str, str]] = {}
@@ -140,11 +156,15 @@ def images_of(target: str, uri: str | None) -> dict[str, dict[str, str]]:
             raise ValidationError("target", f"expected models:/NAME/VERSION or models:/NAME@ALIAS, got {target!r}")
         mv = client.get_model_version(*version)
         found["model"] = _pick(mv.tags or {})
+        found["with-model"] = _pick(mv.tags or {}, WITH_MODEL)
         run_id = mv.run_id or ""
     if run_id:
-        found["preprocessing"] = _pick(client.get_run(run_id).data.tags)
+        run_tags = client.get_run(run_id).data.tags
+        found["preprocessing"] = _pick(run_tags)
+        found.setdefault("with-model", _pick(run_tags, WITH_MODEL))
     return {kind: tags for kind, tags in found.items() if tags}
 
 
-def _pick(tags: dict[str, str]) -> dict[str, str]:
-    return {key: tags[key] for key in (IMAGE_TAG, DIGEST_TAG) if key in tags}
+def _pick(tags: dict[str, str], keys: tuple[str, str] = (IMAGE_TAG, DIGEST_TAG)) -> dict[str, str]:
+    """The image and digest tags among ``tags``, under the keys ``images`` prints."""
+    return {shown: tags[key] for key, shown in zip(keys, (IMAGE_TAG, DIGEST_TAG), strict=True) if key in tags}

@@ -21,6 +21,7 @@ BUILD_EPILOG = """examples:
   mlprep build e6c1131f4673449aa688ed1ffc3abbbe auto --dockerfile docker/custom.Dockerfile
   mlprep build e6c1131f4673449aa688ed1ffc3abbbe auto --python-version 3.11
   mlprep build e6c1131f4673449aa688ed1ffc3abbbe auto --base-image mlprep-base:3.11-bookworm
+  mlprep build e6c1131f4673449aa688ed1ffc3abbbe --with-model models:/churn@champion
 
 then:
   echo '{"test": "data"}' | docker run -i preprocessing-model-v1:latest
@@ -97,6 +98,13 @@ def register(commands: argparse._SubParsersAction, settings: Settings) -> None:
         "--dockerfile", type=Path, metavar="PATH", help="a Dockerfile of your own (default: the one mlprep ships)"
     )
     build.add_argument("--no-cache", action="store_true", help="rebuild every layer")
+    build.add_argument(
+        "--with-model",
+        metavar="MODEL_URI",
+        help="also put this MLflow model in the image (models:/NAME@ALIAS, models:/NAME/VERSION, "
+        "runs:/ID/PATH; an alias is resolved now), with its requirements, and set MODEL_URI to it; "
+        "'auto' names the image {type}-{model_name}-{version}-model-{model version}",
+    )
     image_options(build, settings)
     build.set_defaults(handler=_build)
 
@@ -192,6 +200,7 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
         no_cache=args.no_cache,
         push=args.push,
         registry=args.registry,
+        with_model=args.with_model,
     )
     result = build_preprocessing_image(options)
     print(result.digest or result.reference)
