@@ -149,3 +149,17 @@ def test_the_preprocessing_only_image_is_left_as_it_was(images):
         "import importlib.util as u, os; print(u.find_spec('mlflow') is None, os.path.exists('/opt/model'))",
     )
     assert probe.stdout.decode().strip() == "True False", probe.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--with-model", "models:/churn@champion", "--dockerfile", "README.md"], b"drop --dockerfile or --with-model"),
+        (["--with-model", "s3://bucket/model"], b"invalid model source 's3://bucket/model'"),
+    ],
+)
+def test_refused_before_anything_is_fetched(extra, expected):
+    """No tracking server, no engine needed: the arguments are checked first."""
+    refused = run_cli("build", "0123456789abcdef0123456789abcdef", *extra, cwd=ROOT, timeout=60)
+    assert refused.returncode == 2, refused.stderr
+    assert expected in refused.stderr
