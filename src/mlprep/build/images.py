@@ -147,7 +147,8 @@ def build_preprocessing_image(
         image = auto_image_name(fetched.tags) if options.image_name == AUTO else options.image_name
         model = _add_model(context, options.with_model, uri, log) if options.with_model else None
         if model is not None and options.image_name == AUTO:
-            image = f"{image}-model-{naming.sanitize_component(model.version or 'latest')}"
+            suffix = model.version or model_name_and_version(model.source)[1]  # runs:/ID/...: the run's id
+            image = f"{image}-model-{naming.sanitize_component(suffix)}"
         image = publish.qualify(image, options.registry)
         if not (context / "preprocessing" / "requirements.txt").exists():
             (context / "preprocessing" / "requirements.txt").write_text("")
