@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlprep.redaction import redact
 from mlprep.runtime.core import Preprocessor, describe_exception, records_of
 from mlprep.runtime.model import ModelError, ServedModel
 from mlprep.runtime.outcomes import Stage
@@ -33,7 +34,8 @@ def predict_records(pre: Preprocessor, model: ServedModel, records: list[Any]) -
     """``pre_processing`` on ``records``, then one call of the model on every output record."""
     outputs, raised = pre.apply(records)
     failures = {
-        index: (Stage.PREPROCESS, f"pre_processing raised {describe_exception(exc)}") for index, exc in raised.items()
+        index: (Stage.PREPROCESS, f"pre_processing raised {redact(describe_exception(exc))}")
+        for index, exc in raised.items()
     }
     rows_of: list[list[Any]] = []
     flat: list[Any] = []
