@@ -12,6 +12,7 @@ preprocessing's, and must not decide where ``/preprocess`` runs.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -43,6 +44,7 @@ BAD_REQUEST = "BAD_REQUEST"
 INVALID_PARAMETER_VALUE = "INVALID_PARAMETER_VALUE"
 _CODES = {504: "DEADLINE_EXCEEDED", 500: "INTERNAL_ERROR", 413: "RESOURCE_EXHAUSTED", 415: BAD_REQUEST}
 LISTED_FAILURES = 20  # failed records named in one /invocations error message
+Timed = Callable[[float], None]  # takes the seconds one call of the model took
 
 
 class ModelFailure(ApiError):
@@ -81,11 +83,14 @@ class ModelEndpoints:
     def routes(self, handle: Handle, metrics: Metrics) -> list[Route]:
         pre, served, placement, max_batch = self.pre, self.served, self.placement, self.settings.max_batch_records
 
+        predict_timed = functools.partial(metrics.observe_model, "/predict")
+        invocations_timed = functools.partial(metrics.observe_model, "/invocations")
+
         def predict_work(data: Any, job: Job) -> Answer:
-            return _predict(pre, served, data, job)
+            return _predict(pre, served, data, job, predict_timed)
 
         def invocations_work(records: Any, job: Job) -> Answer:
-            return _invocations(pre, served, records, job)
+            return _invocations(pre, served, records, job, invocations_timed)
 
         async def predict(request: Request) -> Response:
             return await handle("/predict", request, predict_work, max_batch, placement=placement)
@@ -140,6 +145,10 @@ class ModelEndpoints:
         )(undocumented)
         api.get("/ping", summary="200 while the server runs (as MLflow's scoring server answers)")(undocumented)
 
+    def state(self) -> dict[str, Any]:
+        """The model's part of ``/health``: which version serves, and where its requests run."""
+        return {**self.served.state(), "runs": self.placement.state()}
+
     def start(self) -> None:
         self.served.start()
 
@@ -161,10 +170,10 @@ def create_app(
             raise ValueError("MODEL_URI is not set: no model to serve")
         model = ServedModel(settings.model_uri, settings.model_reload_s)
     endpoints = ModelEndpoints(settings, pre, model)
-    return rest.create_app(settings, pre, {**(components or {}), "model": model.state}, endpoints)
+    return rest.create_app(settings, pre, {**(components or {}), "model": endpoints.state}, endpoints)
 
 
-def _predict(pre: Preprocessor, served: ServedModel, data: Any, job: Job) -> Answer:
+def _predict(pre: Preprocessor, served: ServedModel, data: Any, job: Job, timed: Timed) -> Answer:
     """``{"predictions", "errors", "model"}``: one prediction (or a list, or null) per input record."""
     if type(data) is dict:
         records = [data]
@@ -176,7 +185,7 @@ def _predict(pre: Preprocessor, served: ServedModel, data: Any, job: Job) -> Ans
             422, f'"data" must be a JSON object (one record) or an array of records, not {kind}', "invalid_data"
         )
     errors, positions, good = _objects(records)
-    inference = _infer(pre, served, good, positions, job, errors)
+    inference = _infer(pre, served, good, positions, job, errors, timed)
     model = {"name": served.current.info.name, "version": inference.version}
     if inference.model_error is not None:
         errors.sort()
@@ -205,12 +214,12 @@ def _predict(pre: Preprocessor, served: ServedModel, data: Any, job: Job) -> Ans
     return body, len(records), Counter(stage for _, stage, _ in errors)
 
 
-def _invocations(pre: Preprocessor, served: ServedModel, records: list[Any], job: Job) -> Answer:
+def _invocations(pre: Preprocessor, served: ServedModel, records: list[Any], job: Job, timed: Timed) -> Answer:
     """``{"predictions": [...]}``: one prediction per preprocessed record, in order, as MLflow writes them."""
     errors, positions, good = _objects(records)
     if errors:  # nothing reaches the model when a record is not one
         _refuse(errors, len(records))
-    inference = _infer(pre, served, good, positions, job, errors)
+    inference = _infer(pre, served, good, positions, job, errors, timed)
     if errors:
         _refuse(errors, len(records))
     if inference.model_error is not None:
@@ -248,10 +257,13 @@ def _infer(
     positions: range | list[int],
     job: Job,
     errors: list[ItemError],
+    timed: Timed,
 ) -> Inference:
     """``predict_records`` on the objects; their failures go to ``errors`` by position in the request."""
     job.total = len(positions)
     inference = predict_records(pre, served, tracked(records, positions, job))
+    if inference.model_seconds is not None:
+        timed(inference.model_seconds)
     errors.extend((positions[index], stage, message) for index, (stage, message) in inference.failures.items())
     return inference
 
