@@ -49,7 +49,7 @@ def _preprocessing(churn_model, folder: Path) -> Path:
 def _mlprep(preprocessing: Path, model: str, env: dict[str, str], log: Path, **more: str) -> ProcessServer:
     port = free_port()
     full_env = {"API_HOST": "127.0.0.1", "API_PORT": str(port), "PREPROCESSING_DIR": str(preprocessing), **env}
-    return ProcessServer([*MLPREP, "serve", "--model", model], {**full_env, **more}, port, log, timeout=90)
+    return ProcessServer([*MLPREP, "serve", "--model", model], {**full_env, **more}, port, log, timeout=180)
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +186,7 @@ def test_a_model_failure_fails_the_batch_and_keeps_the_record_errors(served, chu
     metrics = served.client.get("/metrics").text
     assert 'mlprep_record_errors_total{endpoint="/predict",stage="model"} 2.0' in metrics
     assert 'mlprep_requests_total{endpoint="/predict",status="422"}' in metrics
+    assert 'mlprep_model_duration_seconds_count{endpoint="/predict"}' in metrics
 
 
 def test_health_names_the_model(served, churn_model):
