@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from fastapi import FastAPI
@@ -77,12 +77,16 @@ class ApiError(Exception):
         kind: str | None = None,
         index: int | None = None,
         stage: Stage = Stage.DECODE,
+        records: int = 0,
+        counts: Mapping[Stage, int] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind
         self.index = index
         self.stage = stage  # what the metrics count the failed request's records under
+        self.records = records  # the request's records, when they were read
+        self.counts = counts  # failed records by stage, when known record by record
 
     def response(self) -> Response:
         body: dict[str, Any] = {"error": str(self), "type": self.kind}
@@ -91,16 +95,60 @@ class ApiError(Exception):
         return Response(dumps(body), status_code=self.status, media_type=JSON)
 
 
+def _respond(error: ApiError) -> Response:
+    return error.response()  # the error's own answer (a subclass may write more)
+
+
+class Parse(Protocol):
+    """Reads a request's body into what its ``Work`` takes (``_data_of`` for the preprocessing endpoints)."""
+
+    def __call__(self, raw: bytes | bytearray, max_records: int | None = None, lock: bool = True) -> Any: ...
+
+
+class Handle(Protocol):
+    """Answers one request with the front end's limits, placement, deadline and metrics (``create_app``'s
+    ``handle``): ``parse`` reads the body, ``work`` answers it, ``fail`` writes an ``ApiError``, and
+    ``placement`` decides where ``work`` runs (the preprocessing's own when None)."""
+
+    async def __call__(
+        self,
+        endpoint: str,
+        request: Request,
+        work: Work,
+        max_records: int | None = None,
+        parse: Parse = ...,
+        fail: Callable[[ApiError], Response] = ...,
+        placement: Placement | None = None,
+    ) -> Response: ...
+
+
+class Extension(Protocol):
+    """More endpoints served beside the preprocessing ones, through the same ``Handle``."""
+
+    def routes(self, handle: Handle, metrics: Metrics) -> list[Route]: ...
+
+    def describe(self, api: FastAPI) -> None:
+        """Adds the endpoints to the OpenAPI document."""
+
+    def start(self) -> None:
+        """Called when the server starts serving (in its lifespan)."""
+
+    def stop(self) -> None:
+        """Called when the server shuts down."""
+
+
 def create_app(
     settings: Settings | None = None,
     preprocessor: Preprocessor | None = None,
     components: Mapping[str, Callable[[], dict[str, Any]]] | None = None,
+    extension: Extension | None = None,
 ) -> Starlette:
     """The API around one loaded preprocessing (loaded here from ``PREPROCESSING_DIR`` if not given).
 
     ``components`` are other parts of the process (the Kafka processor) whose state ``/health`` and
     ``/ready`` show: a state with ``"ready": False`` makes ``/ready`` answer 503, one with
     ``"state": "failed"`` makes both answer 503 with its ``error`` (the process is about to exit).
+    ``extension`` adds endpoints (the model's ``/predict`` and ``/invocations``).
     """
     settings = settings or load_settings()
     pre = preprocessor or Preprocessor.load(settings.preprocessing_dir, skip_cutouts=settings.skip_cutouts)
@@ -109,25 +157,36 @@ def create_app(
     limit = settings.max_body_bytes
     max_batch = settings.max_batch_records
     pool = WorkerPool(settings.api_threads, settings.request_timeout_s)
-    placement = Placement(settings.api_inline)
+    preprocessing_placement = Placement(settings.api_inline)
     redact_logs()
     checks = dict(components or {})
 
-    def in_pool(work: Work, raw: bytes | bytearray, parsed: Any, max_records: int | None) -> Callable[[Job], Answer]:
+    def in_pool(
+        work: Work, raw: bytes | bytearray, parsed: Any, max_records: int | None, parse: Parse, placement: Placement
+    ) -> Callable[[Job], Answer]:
         """``work`` for a pool thread, timed in CPU seconds for the placement (wall time waits for the GIL)."""
 
         def run(job: Job) -> Answer:
             profiled = placement.watch(profile=True)
             begin = time.thread_time()
             try:
-                return work(_data_of(raw, max_records) if parsed is _UNPARSED else parsed, job)
+                return work(parse(raw, max_records) if parsed is _UNPARSED else parsed, job)
             finally:
                 placement.unwatch(profiled)
                 placement.observe(job.total, time.thread_time() - begin, inline=False)
 
         return run
 
-    async def handle(endpoint: str, request: Request, work: Work, max_records: int | None = None) -> Response:
+    async def handle(
+        endpoint: str,
+        request: Request,
+        work: Work,
+        max_records: int | None = None,
+        parse: Parse = _data_of,
+        fail: Callable[[ApiError], Response] = _respond,
+        placement: Placement | None = None,
+    ) -> Response:
+        placement = placement or preprocessing_placement
         begin = time.perf_counter()
         records = 0
         job = Job()
@@ -135,7 +194,7 @@ def create_app(
             raw = await _read_body(request, limit)
             parsed: Any = _UNPARSED
             if placement.inline and len(raw) <= INLINE_BODY_BYTES:
-                parsed = _data_of(raw, max_records, lock=False)
+                parsed = parse(raw, max_records, lock=False)
                 count = len(parsed) if type(parsed) is list else 1
                 if placement.runs_inline(count, len(raw)):
                     job.tracked = False
@@ -147,15 +206,16 @@ def create_app(
                         placement.observe(job.total, time.perf_counter() - begin, inline=True)
                     metrics.observe(endpoint, 200, time.perf_counter() - begin, records, errors)
                     return Response(body, media_type=JSON)
-            body, records, errors = await pool.run(in_pool(work, raw, parsed, max_records), job)
+            body, records, errors = await pool.run(in_pool(work, raw, parsed, max_records, parse, placement), job)
         except ApiError as exc:
-            metrics.observe(endpoint, exc.status, time.perf_counter() - begin, records, {exc.stage: 1})
-            return exc.response()
+            counts = exc.counts or {exc.stage: 1}
+            metrics.observe(endpoint, exc.status, time.perf_counter() - begin, exc.records or records, counts)
+            return fail(exc)
         except RequestTimeout:
             metrics.observe(endpoint, 504, time.perf_counter() - begin, job.total, {Stage.TIMEOUT: 1})
             error = _timeout_error(job, settings, pre)
             log.warning("%s: %s", endpoint, error)
-            return error.response()
+            return fail(error)
         except ClientDisconnect:
             # Nobody is left to answer: one line, not the traceback of every dropped connection.
             log.debug("%s: the client disconnected before sending the whole body", endpoint)
@@ -182,7 +242,7 @@ def create_app(
                 "batch_fallbacks": pre.batch_fallbacks,
                 "requirements": str(pre.loaded.requirements) if pre.loaded.requirements else None,
                 "skip_cutouts": pre.skip_cutouts,
-                "runs": placement.state(),
+                "runs": preprocessing_placement.state(),
             },
             **Provenance.resolve(settings, pre.loaded.metadata).as_dict(),
             "workers": workers,
@@ -212,7 +272,7 @@ def create_app(
     async def prometheus(request: Request) -> Response:
         return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
-    spec = orjson.dumps(_describe_api())
+    spec = orjson.dumps(_describe_api(extension))
 
     async def openapi(request: Request) -> Response:
         return Response(spec, media_type=JSON)
@@ -226,7 +286,14 @@ def create_app(
         # collector's sight, so its full collections stop walking it (they were the p99's pauses).
         gc.collect()
         gc.freeze()
-        yield
+        if extension is None:
+            yield
+            return
+        extension.start()
+        try:
+            yield
+        finally:
+            extension.stop()
 
     app = Starlette(
         routes=[
@@ -237,13 +304,14 @@ def create_app(
             Route("/metrics", prometheus),
             Route("/openapi.json", openapi),
             Route("/docs", docs),
+            *(extension.routes(handle, metrics) if extension else ()),
         ],
         lifespan=lifespan,
     )
     app.state.preprocessor = pre
     app.state.metrics = metrics
     app.state.pool = pool
-    app.state.placement = placement
+    app.state.placement = preprocessing_placement
     return app
 
 
@@ -251,7 +319,7 @@ Answer = tuple[bytes, int, "Counter[Stage] | None"]  # body, records, failed rec
 Work = Callable[[Any, Job], Answer]
 
 
-def _describe_api() -> dict[str, Any]:
+def _describe_api(extension: Extension | None = None) -> dict[str, Any]:
     """The OpenAPI document of the routes above, written by a FastAPI app that only describes them."""
     described = FastAPI(
         title=TITLE,
@@ -281,6 +349,8 @@ def _describe_api() -> dict[str, Any]:
         undocumented
     )
     described.get("/metrics", summary="Prometheus metrics")(undocumented)
+    if extension is not None:
+        extension.describe(described)
     return described.openapi()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Iterator, Mapping
@@ -32,6 +33,7 @@ HELP = {
     "records": "Records received for preprocessing.",
     "errors": "Records that failed, by the stage they failed at (decode, preprocess, serialize, timeout).",
     "latency": "Request latency.",
+    "model_latency": "Time the model took on a request's preprocessed records (one call per request).",
 }
 
 
@@ -45,6 +47,7 @@ class Metrics:
             tallies = _Tallies()
             self.registry.register(tallies)
             self.observe = tallies.observe  # type: ignore[method-assign]
+            self.observe_model = tallies.observe_model  # type: ignore[method-assign]
             return
         self.requests = Counter(
             "mlprep_requests",
@@ -62,6 +65,13 @@ class Metrics:
         self.latency = Histogram(
             "mlprep_request_duration_seconds",
             HELP["latency"],
+            ["endpoint"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.model_latency = Histogram(
+            "mlprep_model_duration_seconds",
+            HELP["model_latency"],
             ["endpoint"],
             buckets=BUCKETS,
             registry=self.registry,
@@ -84,6 +94,10 @@ class Metrics:
             for stage, count in errors.items():
                 self.errors.labels(endpoint, stage).inc(count)
         latency.observe(seconds)
+
+    def observe_model(self, endpoint: str, seconds: float) -> None:
+        """One call of the served model (from the event loop or a pool thread)."""
+        self.model_latency.labels(endpoint).observe(seconds)
 
     def include(self, collector: Collector) -> None:
         """Another part of the process (the Kafka processor) whose series ``/metrics`` adds, in either mode."""
@@ -114,6 +128,8 @@ class _Tallies:
         self.records: Tally[str] = Tally()
         self.errors: Tally[tuple[str, str]] = Tally()
         self.latency: dict[str, tuple[list[int], list[float]]] = {}  # endpoint: counts per bucket, [sum]
+        self.model_latency: dict[str, tuple[list[int], list[float]]] = {}
+        self._model_lock = threading.Lock()  # the model runs in pool threads too
 
     def observe(
         self, endpoint: str, status: int, seconds: float, records: int = 0, errors: Mapping[str, int] | None = None
@@ -124,11 +140,11 @@ class _Tallies:
         if errors:
             for stage, count in errors.items():
                 self.errors[endpoint, str(stage)] += count
-        histogram = self.latency.get(endpoint)
-        if histogram is None:
-            histogram = self.latency[endpoint] = ([0] * (len(BUCKETS) + 1), [0.0])
-        histogram[0][bisect_left(BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds
-        histogram[1][0] += seconds
+        _count(self.latency, endpoint, seconds)
+
+    def observe_model(self, endpoint: str, seconds: float) -> None:
+        with self._model_lock:
+            _count(self.model_latency, endpoint, seconds)
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily("mlprep_requests", HELP["requests"], labels=["endpoint", "status"])
@@ -140,8 +156,24 @@ class _Tallies:
         errors = CounterMetricFamily("mlprep_record_errors", HELP["errors"], labels=["endpoint", "stage"])
         for (endpoint, stage), count in sorted(self.errors.items()):
             errors.add_metric([endpoint, stage], count)
-        latency = HistogramMetricFamily("mlprep_request_duration_seconds", HELP["latency"], labels=["endpoint"])
-        bounds = [floatToGoString(bound) for bound in BUCKETS] + ["+Inf"]
-        for endpoint, (counts, total) in sorted(self.latency.items()):
-            latency.add_metric([endpoint], list(zip(bounds, itertools.accumulate(counts), strict=True)), total[0])
-        yield from (requests, records, errors, latency)
+        yield from (requests, records, errors)
+        yield _histogram("mlprep_request_duration_seconds", HELP["latency"], self.latency)
+        if self.model_latency:
+            with self._model_lock:
+                yield _histogram("mlprep_model_duration_seconds", HELP["model_latency"], self.model_latency)
+
+
+def _count(histograms: dict[str, tuple[list[int], list[float]]], endpoint: str, seconds: float) -> None:
+    histogram = histograms.get(endpoint)
+    if histogram is None:
+        histogram = histograms[endpoint] = ([0] * (len(BUCKETS) + 1), [0.0])
+    histogram[0][bisect_left(BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds
+    histogram[1][0] += seconds
+
+
+def _histogram(name: str, text: str, histograms: dict[str, tuple[list[int], list[float]]]) -> Metric:
+    family = HistogramMetricFamily(name, text, labels=["endpoint"])
+    bounds = [floatToGoString(bound) for bound in BUCKETS] + ["+Inf"]
+    for endpoint, (counts, total) in sorted(histograms.items()):
+        family.add_metric([endpoint], list(zip(bounds, itertools.accumulate(counts), strict=True)), total[0])
+    return family
