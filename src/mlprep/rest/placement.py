@@ -7,7 +7,8 @@ to another service) must not run on the event loop, where it would freeze every 
 request is timed, and moves to the event loop only once it has shown it is fast:
 
 * at least ``PROVE_RECORDS`` records measured in the pool, at most ``FAST_RECORD_S`` of CPU a record on
-  average (CPU time of the thread: in the pool, wall time mostly measures the wait for the GIL), and no
+  average (CPU time of the thread: in the pool, wall time mostly measures the wait for the GIL; for the
+  model endpoints ``MODEL_CALL_S``, since one record there pays a whole model call), and no
   blocking call seen: while it is measured in the pool a profile hook of the thread watches its calls
   (``time.sleep``, ``select``, a socket's connect, send or receive), and a Python audit hook watches
   for socket connections and look-ups, HTTP sends and subprocesses at any time (the hook sees
@@ -38,6 +39,8 @@ Mode = Literal["auto", "always", "never"]
 PROVE_RECORDS = 1000
 FAST_RECORD_S = 0.0002
 INLINE_BUDGET_S = 0.002
+# A model call costs a fixed few hundred microseconds (input checks, one predict) even for one record.
+MODEL_CALL_S = INLINE_BUDGET_S / 2
 INLINE_LIMIT_S = 0.02
 INLINE_BODY_BYTES = 256 * 1024
 BATCH_RECORDS = 10
@@ -102,8 +105,9 @@ def _install_hook() -> None:
 class Placement:
     """The decision for one loaded ``pre_processing``, and the measurements it rests on."""
 
-    def __init__(self, mode: Mode) -> None:
+    def __init__(self, mode: Mode, fast_record_s: float = FAST_RECORD_S) -> None:
         self.mode = mode
+        self.fast_record_s = fast_record_s  # the CPU a record may take on average to move inline
         self.inline = mode == "always"
         self.reason = {
             "auto": f"measuring: inline once {PROVE_RECORDS} records have shown it is fast",
@@ -177,7 +181,7 @@ class Placement:
                 not self.inline
                 and self.blocking is None
                 and self.records >= PROVE_RECORDS
-                and self.per_record() <= FAST_RECORD_S
+                and self.per_record() <= self.fast_record_s
                 and not self.demoted
             ):
                 self.inline = True

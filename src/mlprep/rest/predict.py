@@ -28,7 +28,7 @@ from starlette.routing import Route
 from mlprep.rest import app as rest
 from mlprep.rest.app import JSON, Answer, ApiError, Handle, ItemError
 from mlprep.rest.metrics import Metrics
-from mlprep.rest.placement import Placement
+from mlprep.rest.placement import MODEL_CALL_S, Placement
 from mlprep.rest.pool import Job, tracked
 from mlprep.rest.schemas import ErrorResponse, body_schema
 from mlprep.runtime.core import Preprocessor
@@ -78,7 +78,7 @@ class ModelEndpoints:
 
     def __init__(self, settings: Settings, pre: Preprocessor, served: ServedModel) -> None:
         self.settings, self.pre, self.served = settings, pre, served
-        self.placement = Placement(settings.api_inline)
+        self.placement = Placement(settings.api_inline, MODEL_CALL_S)
 
     def routes(self, handle: Handle, metrics: Metrics) -> list[Route]:
         pre, served, placement, max_batch = self.pre, self.served, self.placement, self.settings.max_batch_records

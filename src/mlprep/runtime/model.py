@@ -8,7 +8,9 @@ sees either the old model or the new one, never a mix. MLflow is imported only w
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 import re
 import threading
 import time
@@ -163,23 +165,28 @@ class LoadedModel:
 
 class _FastPath:
     def __init__(self, columns: list[str], types: list[tuple[type, ...]], predict: Callable[[Any], Any]) -> None:
-        self.columns, self.types, self.predict = columns, types, predict
         import numpy
 
-        self.numpy = numpy
+        self.columns, self.types, self.predict, self.numpy = columns, types, predict, numpy
+        self.values = operator.itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
+        self.uniform = frozenset(types[0]) if len(set(types)) == 1 else None  # every column takes the same types
 
     def array(self, rows: list[dict[str, Any]]) -> Any:
-        """The rows as a float64 array in the model's column order, or None if one does not fit."""
-        values = []
-        for row in rows:
-            if type(row) is not dict:
+        """The rows as a float64 array in the model's column order, or None if one does not fit: a column
+        missing, or a value of another type (bool, None, str, numpy scalars...), which go the pyfunc way."""
+        try:
+            values = list(map(self.values, rows))
+        except (KeyError, TypeError, IndexError):
+            return None
+        if self.uniform is not None:
+            if not self.uniform.issuperset(map(type, itertools.chain.from_iterable(values))):
                 return None
-            for column, allowed in zip(self.columns, self.types, strict=True):
-                value = row.get(column)
-                if type(value) not in allowed:  # bool, None, str, numpy scalars...: the pyfunc way
-                    return None
-                values.append(value)
-        return self.numpy.array(values, dtype=self.numpy.float64).reshape(len(rows), len(self.columns))
+        elif not all(
+            set(map(type, column)) <= set(allowed)
+            for column, allowed in zip(zip(*values, strict=True), self.types, strict=True)
+        ):
+            return None
+        return self.numpy.array(values, dtype=self.numpy.float64)
 
 
 def _fast_path(pyfunc: Any) -> _FastPath | None:
