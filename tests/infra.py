@@ -144,6 +144,10 @@ class MlflowServer:
             "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
             "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
             "MLFLOW_WEBHOOK_CACHE_TTL": "1",
+            # No job runner: its ~8 huey consumers (GenAI jobs: prompt optimisation, trace scoring, none
+            # of which the tests use) each import MLflow at start-up: 20 to 60 s of CPU per server.
+            # Webhooks are delivered by the server itself.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }
         artifacts = (
             ["--artifacts-destination", str(self.folder / "artifacts"), "--serve-artifacts"]
