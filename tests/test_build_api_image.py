@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -16,20 +15,22 @@ from conftest import ROOT, free_port, run_cli
 from mlprep.services import wait_http
 
 TOKEN = "build-api-image-token"
+BUILD_API_TEST_IMAGE = "mlprep-build-api-test"
 
 
 @pytest.fixture(scope="module")
-def build_api_image(base_image) -> Iterator[str]:
-    """Built once from the local base image (no pull, --network host); removed afterwards."""
-    name = f"mlprep-build-api-test-{uuid.uuid4().hex[:8]}"
-    result = run_cli("build-api-image", name, "--tag", "test", "--base-image", base_image, timeout=1200)
-    reference = f"{name}:test"
-    try:
-        assert result.returncode == 0, result.stderr.decode()[-3000:]
-        assert result.stdout.decode().strip() == reference
-        yield reference
-    finally:
-        subprocess.run(["docker", "rmi", "-f", reference], capture_output=True, check=False)
+def build_api_image(base_image) -> str:
+    """Built by the command from the local base image (no pull, --network host), every session. Named by
+    the content hash of what the command builds from (the package, its Dockerfile and lock), and kept:
+    Docker's layer cache then rebuilds only the layers that changed, not the dependencies."""
+    from infra import content_hash, prune_stale_tags
+
+    tag = content_hash(["src/mlprep"], base_image)
+    result = run_cli("build-api-image", BUILD_API_TEST_IMAGE, "--tag", tag, "--base-image", base_image, timeout=1200)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    assert result.stdout.decode().strip() == f"{BUILD_API_TEST_IMAGE}:{tag}"
+    prune_stale_tags(BUILD_API_TEST_IMAGE, tag)
+    return f"{BUILD_API_TEST_IMAGE}:{tag}"
 
 
 @pytest.fixture

@@ -238,11 +238,20 @@ def test_kfp_pipelines_run_locally_and_leave_the_registry_state(tracking_server,
     assert "pipeline output: 1500" in inference.stdout
 
 
-def test_kfp_pipeline_runs_in_the_project_image_with_the_docker_runner(base_image, tmp_path):
-    """docker/Dockerfile.kfp holds what the components import: the pipeline runs in it as on a cluster."""
-    from infra import MlflowServer
+# What docker/Dockerfile.kfp is built from (its context, as .dockerignore leaves it), and the script that builds it.
+KFP_IMAGE_INPUTS = [
+    "scripts/build_kfp_image.sh",
+    ".dockerignore",
+    "docker/Dockerfile.kfp",
+    "locks/kfp-image.txt",
+    "pyproject.toml",
+    "README.md",
+    "src",
+]
 
-    tag = f"churn-kfp:test-{uuid.uuid4().hex[:8]}"
+
+def build_kfp_image(tag: str, base_image: str) -> None:
+    """scripts/build_kfp_image.sh TAG on the local base image."""
     built = subprocess.run(
         ["bash", str(ROOT / "scripts" / "build_kfp_image.sh"), tag],
         env={**os.environ, "BASE_IMAGE": base_image},
@@ -252,11 +261,15 @@ def test_kfp_pipeline_runs_in_the_project_image_with_the_docker_runner(base_imag
         check=False,
     )
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    try:
-        server = MlflowServer(serve_artifacts=True)  # the containers send artifacts over HTTP
-    except BaseException:
-        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
-        raise
+
+
+def test_kfp_pipeline_runs_in_the_project_image_with_the_docker_runner(base_image, tmp_path):
+    """docker/Dockerfile.kfp holds what the components import: the pipeline runs in it as on a cluster.
+    The image is built by scripts/build_kfp_image.sh, again whenever what it is built from changes."""
+    from infra import MlflowServer, cached_image
+
+    tag = cached_image("churn-kfp-test", KFP_IMAGE_INPUTS, base_image, lambda tag: build_kfp_image(tag, base_image))
+    server = MlflowServer(serve_artifacts=True)  # the containers send artifacts over HTTP
     root = tmp_path / "root"
     root.mkdir()
     dataset = root / "customer_data.csv"  # under the pipeline root: the folder DockerRunner mounts
@@ -288,4 +301,3 @@ def test_kfp_pipeline_runs_in_the_project_image_with_the_docker_runner(base_imag
         assert client.get_run(champion.tags["run_id"]).data.metrics["roc_auc"] > 0.75
     finally:
         server.stop()
-        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
