@@ -41,8 +41,7 @@ lint: venv
 	$(VENV)/bin/ruff check $(LINTED)
 
 test: lint workshop-venvs
-	$(PY) -m pytest -q --durations=25 --ignore=tests/workshop
-	.venv-workshop/bin/python -m pytest -q --durations=25 tests/workshop
+	bash scripts/test.sh
 
 demo: venv
 	$(PY) scripts/demo.py
