@@ -17,16 +17,14 @@ Needs the bench extras (mlflow, scikit-learn) and wrk: run it through ``make ben
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
-from common import WORK, report
+from common import WORK, report, wrk
 
 from mlprep import services
 from mlprep.services import free_port
@@ -35,8 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 from churn import data, features, model  # noqa: E402
 
-DURATION = os.environ.get("MLPREP_BENCH_DURATION", "8s")
-CONNECTIONS = "16"
 MODEL = WORK / "churn-model"
 PREPROCESSING = Path(features.__file__)
 
@@ -61,29 +57,6 @@ def save_churn_model() -> list[dict]:
         skops_trusted_types=tracking.TRUSTED_TYPES,
     )
     return frame.drop(columns=[data.TARGET]).head(100).to_dict(orient="records")
-
-
-def wrk(url: str, body: dict, connections: str = CONNECTIONS) -> tuple[float, float]:
-    """Requests per second and median latency (ms) of POST ``body`` to ``url``; fails on any non-2xx."""
-    script = WORK / "post.lua"
-    payload = json.dumps(body)
-    script.write_text(
-        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {json.dumps(payload)}\n'
-    )
-    check = httpx.post(url, content=payload, headers={"Content-Type": "application/json"}, timeout=30)
-    if check.status_code != 200:
-        raise SystemExit(f"{url} answered {check.status_code}: {check.text[:300]}")
-    result = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{DURATION}", "--latency", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    if "Non-2xx" in result.stdout:
-        raise SystemExit(f"errors under load on {url}:\n{result.stdout}")
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", result.stdout).group(1))
-    value, unit = re.search(r"50%\s+([\d.]+)(us|ms|s)", result.stdout).groups()
-    return rate, float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
 def start(*args: str, **env: str) -> tuple[subprocess.Popen, str]:

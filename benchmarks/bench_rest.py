@@ -6,42 +6,15 @@ Needs the bench extras (mlflow) and wrk (Debian package): run it through `make b
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import subprocess
 
-import httpx
-from common import IDENTITY, PYTHON, WORK, report
+from common import IDENTITY, PYTHON, WORK, report, wrk
 from peers.run import RECORD  # the record every REST benchmark sends
 
 from mlprep import services
 from mlprep.services import free_port
-
-DURATION = os.environ.get("MLPREP_BENCH_DURATION", "8s")
-CONNECTIONS = "16"
-
-
-def wrk(url: str, body: dict) -> float:
-    """Requests per second of POST ``body`` to ``url``; fails on any non-2xx answer."""
-    script = WORK / "post.lua"
-    payload = json.dumps(body)
-    script.write_text(
-        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {json.dumps(payload)}\n'
-    )
-    check = httpx.post(url, content=payload, headers={"Content-Type": "application/json"}, timeout=30)
-    if check.status_code != 200:
-        raise SystemExit(f"{url} answered {check.status_code}: {check.text[:300]}")
-    result = subprocess.run(
-        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION}", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    if "Non-2xx" in result.stdout:
-        raise SystemExit(f"errors under load on {url}:\n{result.stdout}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", result.stdout).group(1))
 
 
 def start_mlflow_identity() -> tuple[subprocess.Popen, str]:
@@ -81,10 +54,10 @@ def main() -> bool:
     try:
         services.wait_http(f"{ours_url}/health", process=ours)
         services.wait_http(f"{theirs_url}/ping", process=theirs)
-        mlprep_single = wrk(f"{ours_url}/preprocess", {"data": RECORD})
-        mlprep_batch = wrk(f"{ours_url}/preprocess/batch", {"data": batch})
-        mlflow_single = wrk(f"{theirs_url}/invocations", {"dataframe_records": [RECORD]})
-        mlflow_batch = wrk(f"{theirs_url}/invocations", {"dataframe_records": batch})
+        mlprep_single, _ = wrk(f"{ours_url}/preprocess", {"data": RECORD})
+        mlprep_batch, _ = wrk(f"{ours_url}/preprocess/batch", {"data": batch})
+        mlflow_single, _ = wrk(f"{theirs_url}/invocations", {"dataframe_records": [RECORD]})
+        mlflow_batch, _ = wrk(f"{theirs_url}/invocations", {"dataframe_records": batch})
     finally:
         services.stop_group(ours)
         services.stop_group(theirs)

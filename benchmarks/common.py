@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -18,6 +20,33 @@ IDENTITY = WORK / "identity.py"
 IDENTITY.write_text("def pre_processing(data):\n    return data\n")
 # Commands run as installed code runs: with the bytecode cache (a development shell may turn it off).
 ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+
+
+def wrk(url: str, body: dict, connections: str = "16", duration: str | None = None) -> tuple[float, float]:
+    """Requests per second and median latency (ms) of POST ``body`` to ``url`` under wrk (one thread);
+    fails on any non-2xx answer."""
+    import httpx
+
+    script = WORK / "post.lua"
+    payload = json.dumps(body)
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {json.dumps(payload)}\n'
+    )
+    check = httpx.post(url, content=payload, headers={"Content-Type": "application/json"}, timeout=30)
+    if check.status_code != 200:
+        raise SystemExit(f"{url} answered {check.status_code}: {check.text[:300]}")
+    duration = duration or os.environ.get("MLPREP_BENCH_DURATION", "8s")
+    result = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    if "Non-2xx" in result.stdout:
+        raise SystemExit(f"errors under load on {url}:\n{result.stdout}")
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", result.stdout).group(1))
+    value, unit = re.search(r"50%\s+([\d.]+)(us|ms|s)\b", result.stdout).groups()
+    return rate, float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
 def best_time(command: list[str], stdin: Path | None = None, repeat: int = 3) -> float:

@@ -97,8 +97,8 @@ def test_labels_name_the_run_and_the_version_the_alias_resolved_to(images, churn
     assert "MODEL_URI=/opt/model" in config(images.with_model)["Env"]
 
 
-def test_the_container_predicts_as_the_registry_model_without_a_tracking_server(images, churn_model, mlflow_server):
-    """No MLFLOW_TRACKING_URI in the container: the model is loaded from its folder in the image."""
+def registry_predictions(churn_model, mlflow_server) -> list:
+    """What the registry's model predicts on the churn records, preprocessed on the host."""
     import mlflow
     import pandas as pd
 
@@ -108,7 +108,12 @@ def test_the_container_predicts_as_the_registry_model_without_a_tracking_server(
     assert not raised
     rows = [row for output in outputs for row in records_of(output)]
     mlflow.set_tracking_uri(mlflow_server.url)
-    expected = mlflow.pyfunc.load_model(churn_model.uri).predict(pd.DataFrame(rows)).tolist()
+    return mlflow.pyfunc.load_model(churn_model.uri).predict(pd.DataFrame(rows)).tolist()
+
+
+def test_the_container_predicts_as_the_registry_model_without_a_tracking_server(images, churn_model, mlflow_server):
+    """No MLFLOW_TRACKING_URI in the container: the model is loaded from its folder in the image."""
+    expected = registry_predictions(churn_model, mlflow_server)
 
     ran = docker(
         "run",
@@ -130,6 +135,42 @@ def test_the_container_predicts_as_the_registry_model_without_a_tracking_server(
     state = answer["state"]
     assert (state["uri"], state["name"], state["version"]) == ("/opt/model", churn_model.name, churn_model.version)
     assert state["flavor"] == "sklearn" and "alias" not in state
+
+
+def test_the_image_serves_predict_on_its_own(images, churn_model, mlflow_server):
+    """``docker run -d IMAGE``: the REST API with the image's model, ``/predict`` on raw records."""
+    import httpx
+
+    from mlprep import services
+
+    expected = registry_predictions(churn_model, mlflow_server)
+    port = services.free_port()
+    started = docker(
+        "run",
+        "-d",
+        "--rm",
+        "--network",
+        "host",
+        "-e",
+        f"API_PORT={port}",
+        "-e",
+        "API_HOST=127.0.0.1",
+        images.with_model,
+    )
+    assert started.returncode == 0, started.stderr.decode()
+    container = started.stdout.decode().strip()
+    try:
+        services.wait_http(f"http://127.0.0.1:{port}/health", timeout=180)
+        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()
+        assert (health["model"]["uri"], health["model"]["version"]) == ("/opt/model", churn_model.version)
+        body = json.dumps({"data": churn_model.records[:50]}, default=str)
+        answer = httpx.post(f"http://127.0.0.1:{port}/predict", content=body, timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == expected[:50] and answer.json()["errors"] == []
+    finally:
+        logs = docker("logs", container).stderr.decode()[-2000:]
+        docker("rm", "-f", container)
+    assert "Traceback" not in logs, logs
 
 
 def test_the_preprocessing_only_image_is_left_as_it_was(images):
