@@ -299,3 +299,49 @@ def _wait(condition, timeout: float = 60) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def test_while_a_new_version_loads_the_old_one_serves_and_health_shows_both(churn_model, mlflow_server, monkeypatch):
+    """The alias moved and the new version is still loading (held here): ``state()`` names the serving
+    version and the one loading; predictions keep coming from the old one; then one switch."""
+    import mlflow
+
+    from mlprep.runtime.model import LoadedModel, ServedModel
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    mlflow.set_tracking_uri(mlflow_server.url)
+    client = mlflow.MlflowClient()
+    name = f"churn-slow-{uuid.uuid4().hex[:6]}"
+    source = client.get_model_version(churn_model.name, churn_model.version).source
+    first = mlflow.register_model(source, name).version
+    client.set_registered_model_alias(name, "champion", first)
+    release, loading = threading.Event(), threading.Event()
+
+    def slow_loader(uri: str) -> LoadedModel:
+        if not uri.endswith(f"/{first}") and not uri.endswith("@champion"):
+            loading.set()
+            assert release.wait(60)
+        return LoadedModel.load(uri)
+
+    served = ServedModel(f"models:/{name}@champion", loader=slow_loader)
+    from mlprep.runtime.core import Preprocessor
+
+    rows, _ = Preprocessor.load(churn_model.preprocessing).apply(churn_model.records[:5])
+    before = served.predict(rows)
+    second = mlflow.register_model(source, name).version
+    client.set_registered_model_alias(name, "champion", second)
+    switched: list[bool] = []
+    checker = threading.Thread(target=lambda: switched.append(served.check()))
+    checker.start()
+    try:
+        assert loading.wait(60)
+        state = served.state()
+        assert state["version"] == str(first) and state["loading"]["version"] == str(second)
+        assert served.predict(rows) == before and served.current.info.version == str(first)
+    finally:
+        release.set()
+        checker.join(60)
+    assert switched == [True]
+    state = served.state()
+    assert state["version"] == str(second) and "loading" not in state and state["switches"] == 1
+    assert served.predict(rows) == before  # the same model files under another version
