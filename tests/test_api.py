@@ -140,9 +140,12 @@ def test_slow_preprocessing_does_not_block_the_event_loop(server):
 
 
 def test_several_api_workers(make_preprocessing, serve):
+    """Two worker processes, with a preprocessing folder that is also a runnable package (a sibling
+    ``__main__.py``): loading it must leave the process's own ``__main__``, which spawning needs."""
     from conftest import IDENTITY
 
-    server = serve(make_preprocessing(IDENTITY), env={"API_WORKERS": "2"})
+    folder = make_preprocessing(IDENTITY, {"__main__.py": "print('the package run as a script')\n"})
+    server = serve(folder, env={"API_WORKERS": "2"})
     for n in range(5):
         assert server.client.post("/preprocess", json={"data": {"n": n}}).json() == {"result": {"n": n}}
 

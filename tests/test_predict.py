@@ -108,6 +108,20 @@ def test_predict_gives_what_mlflow_models_serve_gives(served, expected, churn_mo
     assert one["predictions"] == [expected[3]]
 
 
+def test_two_api_workers_each_serve_the_model(expected, churn_model, mlflow_server, tmp_path):
+    """API_WORKERS=2: uvicorn spawns both processes, each loads the model; whichever answers predicts
+    the same, with the model named in /health (the preprocessing folder of the run, as fetched)."""
+    env = {**mlflow_server.env(), "API_WORKERS": "2"}
+    server = _mlprep(churn_model.preprocessing, churn_model.uri, env, tmp_path / "log")
+    try:
+        for _ in range(4):
+            answer = _post(server.client, "/predict", {"data": churn_model.records})
+            assert answer.status_code == 200 and answer.json()["predictions"] == expected
+        assert server.client.get("/health").json()["model"]["version"] == churn_model.version
+    finally:
+        server.stop()
+
+
 def test_invocations_takes_mlflows_four_formats(served, expected, churn_model):
     records = churn_model.records
     columns = list(records[0])

@@ -114,9 +114,14 @@ def _import(path: Path) -> types.ModuleType:
     return module
 
 
+# Modules of the running process itself: multiprocessing's spawn reads __main__ to start workers.
+_PROCESS_MODULES = frozenset({"__main__", "__mp_main__"})
+
+
 def _forget_stale_siblings(folder: Path) -> None:
     """Drop cached modules named like this folder's siblings but loaded from elsewhere."""
     names = {p.stem for p in folder.glob("*.py")} | {p.parent.name for p in folder.glob("*/__init__.py")}
+    names -= _PROCESS_MODULES  # a sibling __main__.py is the folder's, not this process's entry point
     for name in list(sys.modules):
         top = name.split(".", 1)[0]
         if top not in names:
