@@ -370,6 +370,7 @@ class KafkaProxy:
         self._holding: set[tuple[int, str | None]] = set()  # (api_key, client.id or None for any)
         self._sockets: set[socket.socket] = set()
         self.held: list[int] = []  # the api_key of every request ever held
+        self._late: list[tuple[socket.socket, bytes]] = []  # held requests, with the connection they came on
         threading.Thread(target=self._accept, daemon=True).start()
 
     def hold(self, api_key: int, client_id: str | None = None) -> None:
@@ -381,6 +382,15 @@ class KafkaProxy:
         """Stop holding (the requests held so far stay unsent)."""
         with self._lock:
             self._holding.clear()
+
+    def send_held(self) -> None:
+        """Stop holding and send the requests held so far on, late, to the broker."""
+        with self._lock:
+            self._holding.clear()
+            late, self._late = self._late, []
+        for broker, frame in late:
+            with contextlib.suppress(OSError):
+                broker.sendall(frame)
 
     def stop(self) -> None:
         self._server.close()
@@ -417,6 +427,7 @@ class KafkaProxy:
                 with self._lock:
                     if {(api_key, None), (api_key, client_id)} & self._holding:
                         self.held.append(api_key)
+                        self._late.append((broker, frame))
                         continue
                 broker.sendall(frame)
         except OSError:

@@ -350,3 +350,40 @@ def test_exactly_once_kill_9_with_the_transaction_commit_held_commits_none_of_it
     # The embedded broker returns no aborted-transaction ranges: read_committed also reads the aborted batch.
     twice = len(run.final_visible) - len(set(run.final_visible))
     print(f"exactly-once: {len(held)} records in the aborted transaction; read_committed read {twice} twice")
+
+
+def test_exactly_once_waits_again_for_a_transaction_commit_the_broker_answers_late(proxied_broker, tmp_path):
+    """The broker answers a transaction's EndTxn only after the commit call's 30 s timeout (the proxy
+    holds the request, then sends it on): the processor waits for the same commit again instead of
+    aborting, goes on, and every key comes out once."""
+    broker, proxy = proxied_broker
+    source = broker.create_topic(topic("late-in"), PARTITIONS)
+    target = broker.create_topic(topic("late-out"), PARTITIONS)
+    where = produce_keyed(broker, source, FIRST)
+    folder = write_files(tmp_path / "pp", {"preprocessing.py": "def pre_processing(d):\n    return d\n"})
+    env = {
+        "INPUT_TOPIC": source,
+        "OUTPUT_TOPIC": target,
+        "CONSUMER_GROUP_ID": source,
+        "BATCH_SIZE": str(BATCH),
+        "PROCESSING_GUARANTEE": "exactly-once",
+    }
+    visible = Tail(broker, target, "read_committed")
+    offsets = Committed(broker, source, source)
+    processor = start_processor(broker, tmp_path, folder, **env)
+    try:
+        wait_for(lambda: sum(offsets.now().values()) == FIRST, "first records committed", processor)
+        proxy.hold(KafkaProxy.END_TXN)
+        where |= produce_keyed(broker, source, SECOND, start=FIRST)
+        wait_for(lambda: KafkaProxy.END_TXN in proxy.held, "a transaction's commit held", processor)
+        wait_for(lambda: "waiting for it again" in processor.log.read_text(), "the commit waited for again", processor)
+        proxy.send_held()
+        wait_for(lambda: sum(offsets.now().values()) == FIRST + SECOND, "every record committed", processor)
+        counts = Counter(visible.to_end())
+        health = processor.client.get("/health").json()["kafka"]
+    finally:
+        processor.stop()
+        visible.close()
+        offsets.close()
+    assert set(counts) == set(where) and max(counts.values()) == 1  # nothing missing, nothing twice
+    assert health["aborted_transactions"] == 0 and health["state"] == "running"

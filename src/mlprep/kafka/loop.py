@@ -440,7 +440,7 @@ class BatchLoop:
             producer.send_offsets_to_transaction(
                 _next_offsets(batch), consumer.consumer_group_metadata(), TRANSACTION_CALL_TIMEOUT_S
             )
-            producer.commit_transaction(TRANSACTION_CALL_TIMEOUT_S)
+            self._commit_transaction(producer)
         except KafkaException as exc:
             error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
             if error is None or error.fatal():
@@ -455,6 +455,28 @@ class BatchLoop:
             raise Backpressure("Kafka", Stage.PRODUCE, f"transaction aborted: {error}") from exc
         self.state["committed_batches"] += 1
         return True
+
+    def _commit_transaction(self, producer: Producer) -> None:
+        """``commit_transaction``, called again while it fails with a retriable error (the broker is slow
+        to answer): the commit stays under way and the next call waits for its outcome, as librdkafka
+        advises. Aborting instead would fail (a commit is in progress) and so would the next batch's
+        ``begin_transaction``. Other errors go to the caller, which aborts."""
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                producer.commit_transaction(TRANSACTION_CALL_TIMEOUT_S)
+                return
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if error is None or not error.retriable() or error.txn_requires_abort() or attempt == COMMIT_ATTEMPTS:
+                    raise
+                self.state["retries"] += 1
+                log.warning(
+                    "%s: the transaction's commit is not confirmed yet (%s); waiting for it again (%d/%d)",
+                    self.name,
+                    error,
+                    attempt,
+                    COMMIT_ATTEMPTS,
+                )
 
     def _rewind(self, consumer: Consumer, batch: list[Message]) -> None:
         """Reads the batch again from its first offsets on the partitions still assigned (the others'
@@ -567,6 +589,7 @@ class BatchLoop:
 
 # How long one transactional call (init, send offsets, commit, abort) may take before it is retried.
 TRANSACTION_CALL_TIMEOUT_S = 30
+COMMIT_ATTEMPTS = 4  # a transaction's commit is waited for up to 4 x 30 s before it is given up (aborted)
 
 
 def _call(handler: Handler, name: str) -> None:
