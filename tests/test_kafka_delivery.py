@@ -255,16 +255,13 @@ class HeldRun:
 PROCESSOR_PRODUCER = "mlprep-processor"  # the client.id of the processor's producer
 
 
-def kill_with_request_held(
-    proxied, tmp_path: Path, guarantee: str, api_key: int, client_id: str | None = None, outputs_first: bool = True
-) -> HeldRun:
-    """FIRST keyed records through the processor and committed; then, the proxy holding the requests of
-    ``api_key`` (of ``client_id``), SECOND more until one such request is held: the processor waits on
-    it (``outputs_first``: with the outputs of a batch written). Then kill -9 (the held request dies
-    with it), and a restart without holding, to the end."""
-    broker, proxy = proxied
-    source = broker.create_topic(topic("held-in"), PARTITIONS)
-    target = broker.create_topic(topic("held-out"), PARTITIONS)
+def held_stream(
+    broker: KafkaBroker, tmp_path: Path, name: str, guarantee: str
+) -> tuple[str, str, dict[bytes, tuple[int, int]], Path, dict[str, str]]:
+    """Input and output topics, FIRST keyed records in the input (key -> partition, offset), an
+    identity preprocessing and the processor's settings, in batches of BATCH."""
+    source = broker.create_topic(topic(f"{name}-in"), PARTITIONS)
+    target = broker.create_topic(topic(f"{name}-out"), PARTITIONS)
     where = produce_keyed(broker, source, FIRST)
     folder = write_files(tmp_path / "pp", {"preprocessing.py": "def pre_processing(d):\n    return d\n"})
     env = {
@@ -273,8 +270,20 @@ def kill_with_request_held(
         "CONSUMER_GROUP_ID": source,
         "BATCH_SIZE": str(BATCH),
         "PROCESSING_GUARANTEE": guarantee,
-        "KAFKA_PRODUCER_CONFIG": json.dumps({"client.id": PROCESSOR_PRODUCER}),
     }
+    return source, target, where, folder, env
+
+
+def kill_with_request_held(
+    proxied, tmp_path: Path, guarantee: str, api_key: int, client_id: str | None = None, outputs_first: bool = True
+) -> HeldRun:
+    """FIRST keyed records through the processor and committed; then, the proxy holding the requests of
+    ``api_key`` (of ``client_id``), SECOND more until one such request is held: the processor waits on
+    it (``outputs_first``: with the outputs of a batch written). Then kill -9 (the held request dies
+    with it), and a restart without holding, to the end."""
+    broker, proxy = proxied
+    source, target, where, folder, env = held_stream(broker, tmp_path, "held", guarantee)
+    env["KAFKA_PRODUCER_CONFIG"] = json.dumps({"client.id": PROCESSOR_PRODUCER})
     written = Tail(broker, target, "read_uncommitted")
     visible = Tail(broker, target, "read_committed")
     offsets = Committed(broker, source, source)
@@ -357,17 +366,7 @@ def test_exactly_once_waits_again_for_a_transaction_commit_the_broker_answers_la
     holds the request, then sends it on): the processor waits for the same commit again instead of
     aborting, goes on, and every key comes out once."""
     broker, proxy = proxied_broker
-    source = broker.create_topic(topic("late-in"), PARTITIONS)
-    target = broker.create_topic(topic("late-out"), PARTITIONS)
-    where = produce_keyed(broker, source, FIRST)
-    folder = write_files(tmp_path / "pp", {"preprocessing.py": "def pre_processing(d):\n    return d\n"})
-    env = {
-        "INPUT_TOPIC": source,
-        "OUTPUT_TOPIC": target,
-        "CONSUMER_GROUP_ID": source,
-        "BATCH_SIZE": str(BATCH),
-        "PROCESSING_GUARANTEE": "exactly-once",
-    }
+    source, target, where, folder, env = held_stream(broker, tmp_path, "late", "exactly-once")
     visible = Tail(broker, target, "read_committed")
     offsets = Committed(broker, source, source)
     processor = start_processor(broker, tmp_path, folder, **env)
