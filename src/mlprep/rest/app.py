@@ -463,24 +463,34 @@ def _batch(pre: Preprocessor, data: Any, job: Job) -> Answer:
     return b"".join(parts), len(data), Counter(stage for _, stage, _ in errors)
 
 
+def split_objects(records: list[Any], start: int = 0) -> tuple[list[ItemError], range | list[int], list[Any]]:
+    """The records that are JSON objects and their positions in ``records``; the others as ``decode``
+    errors, numbered from ``start``."""
+    if not records or set(map(type, records)) == {dict}:  # a loop in C: the usual case costs little
+        return [], range(len(records)), records
+    errors: list[ItemError] = [
+        (start + index, Stage.DECODE, f"record must be a JSON object, not {_json_type(record)}")
+        for index, record in enumerate(records)
+        if type(record) is not dict
+    ]
+    positions = [index for index, record in enumerate(records) if type(record) is dict]
+    return errors, positions, [records[index] for index in positions]
+
+
 def _apply_chunk(pre: Preprocessor, chunk: list[Any], start: int, job: Job, errors: list[ItemError]) -> list[Any]:
     """One result per record of ``chunk`` (None where it failed); failures go to ``errors``."""
     job.chunk = (start, start + len(chunk) - 1)
     job.index = start
-    if set(map(type, chunk)) == {dict}:  # every record an object, as nearly always
+    not_objects, positions, objects = split_objects(chunk, start)
+    if not not_objects:  # every record an object, as nearly always
         outputs, failures = pre.apply(tracked(chunk, range(start, start + len(chunk)), job))
         for number, exc in failures.items():
             errors.append((start + number, Stage.PREPROCESS, f"pre_processing raised {_describe(exc)}"))
             outputs[number] = None
         return outputs
-    positions = [i for i, item in enumerate(chunk) if type(item) is dict]
-    errors.extend(
-        (start + i, Stage.DECODE, f"record must be a JSON object, not {_json_type(item)}")
-        for i, item in enumerate(chunk)
-        if type(item) is not dict
-    )
+    errors.extend(not_objects)
     results: list[Any] = [None] * len(chunk)
-    outputs, failures = pre.apply(tracked([chunk[i] for i in positions], [start + i for i in positions], job))
+    outputs, failures = pre.apply(tracked(objects, [start + i for i in positions], job))
     for position, value in zip(positions, outputs, strict=True):
         results[position] = value
     for number, exc in failures.items():

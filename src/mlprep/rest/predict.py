@@ -184,7 +184,7 @@ def _predict(pre: Preprocessor, served: ServedModel, data: Any, job: Job, timed:
         raise ApiError(
             422, f'"data" must be a JSON object (one record) or an array of records, not {kind}', "invalid_data"
         )
-    errors, positions, good = _objects(records)
+    errors, positions, good = rest.split_objects(records)
     inference = _infer(pre, served, good, positions, job, errors, timed)
     model = {"name": served.current.info.name, "version": inference.version}
     if inference.model_error is not None:
@@ -216,7 +216,7 @@ def _predict(pre: Preprocessor, served: ServedModel, data: Any, job: Job, timed:
 
 def _invocations(pre: Preprocessor, served: ServedModel, records: list[Any], job: Job, timed: Timed) -> Answer:
     """``{"predictions": [...]}``: one prediction per preprocessed record, in order, as MLflow writes them."""
-    errors, positions, good = _objects(records)
+    errors, positions, good = rest.split_objects(records)
     if errors:  # nothing reaches the model when a record is not one
         _refuse(errors, len(records))
     inference = _infer(pre, served, good, positions, job, errors, timed)
@@ -235,19 +235,6 @@ def _invocations(pre: Preprocessor, served: ServedModel, records: list[Any], job
     except (TypeError, orjson.JSONEncodeError) as exc:
         message = f"the model's predictions cannot be serialised to JSON: {exc}"
         raise ScoringError(message, "INTERNAL_ERROR", 500, stage=Stage.SERIALIZE, records=len(records)) from exc
-
-
-def _objects(records: list[Any]) -> tuple[list[ItemError], range | list[int], list[Any]]:
-    """The records that are JSON objects and their positions; the others as ``decode`` errors."""
-    if all(type(record) is dict for record in records):
-        return [], range(len(records)), records
-    errors: list[ItemError] = [
-        (index, Stage.DECODE, f"record must be a JSON object, not {rest._json_type(record)}")
-        for index, record in enumerate(records)
-        if type(record) is not dict
-    ]
-    positions = [index for index, record in enumerate(records) if type(record) is dict]
-    return errors, positions, [records[index] for index in positions]
 
 
 def _infer(
